@@ -1,0 +1,106 @@
+package inodestore
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/fuseproto"
+)
+
+// Handle is a file or directory the guest holds open.
+type Handle struct {
+	ID    uint64
+	Inode *Inode
+	// FD is the open descriptor.
+	FD int
+	// Flags are the open flags as the descriptor was opened (after any
+	// adjustment such as --writeback's O_WRONLY to O_RDWR).
+	Flags int
+	// GuestFlags are the open flags the guest asked for.
+	GuestFlags uint32
+	// Mu serializes the users of the descriptor's file position: directory
+	// streams seek and read under it.
+	Mu sync.Mutex
+
+	refs atomic.Int64
+}
+
+// ReserveFD takes one descriptor from the guest budget before the caller
+// opens a file for a new handle: EMFILE when the budget is spent. Give it back
+// with UnreserveFD if the open fails; AddHandle takes it over otherwise.
+func (s *Store) ReserveFD() error {
+	if !s.opts.Budget.Acquire() {
+		return unix.EMFILE
+	}
+	return nil
+}
+
+// UnreserveFD gives back a reservation that AddHandle did not take.
+func (s *Store) UnreserveFD() { s.opts.Budget.Release() }
+
+// AddHandle records fd, opened on i after ReserveFD, as a new handle and
+// returns its id. The handle holds a reference on i until it is removed.
+func (s *Store) AddHandle(i *Inode, fd int, flags int, guestFlags uint32) uint64 {
+	i.refs.Add(1)
+	h := &Handle{Inode: i, FD: fd, Flags: flags, GuestFlags: guestFlags}
+	h.refs.Store(1)
+	s.handlesMu.Lock()
+	s.nextHandle++
+	h.ID = s.nextHandle
+	s.handles[h.ID] = h
+	s.handlesMu.Unlock()
+	return h.ID
+}
+
+// GetHandle returns handle id, which must belong to node, with a reference
+// the caller gives back with PutHandle. Anything else gives EBADF.
+func (s *Store) GetHandle(id uint64, node fuseproto.NodeID) (*Handle, error) {
+	s.handlesMu.RLock()
+	h, ok := s.handles[id]
+	if ok && h.Inode.ID == node {
+		h.refs.Add(1)
+	} else {
+		ok = false
+	}
+	s.handlesMu.RUnlock()
+	if !ok {
+		return nil, unix.EBADF
+	}
+	return h, nil
+}
+
+// PutHandle gives back a reference from GetHandle.
+func (s *Store) PutHandle(h *Handle) {
+	if h.refs.Add(-1) == 0 {
+		unix.Close(h.FD)
+		s.opts.Budget.Release()
+		s.Put(h.Inode)
+	}
+}
+
+// RemoveHandle takes handle id of node out of the table; its descriptor is
+// closed once no request uses it.
+func (s *Store) RemoveHandle(id uint64, node fuseproto.NodeID) error {
+	s.handlesMu.Lock()
+	h, ok := s.handles[id]
+	if ok && h.Inode.ID == node {
+		delete(s.handles, id)
+	} else {
+		ok = false
+	}
+	s.handlesMu.Unlock()
+	if !ok {
+		return unix.EBADF
+	}
+	s.PutHandle(h)
+	return nil
+}
+
+// HandleCount returns the number of open handles.
+func (s *Store) HandleCount() int {
+	s.handlesMu.RLock()
+	defer s.handlesMu.RUnlock()
+	return len(s.handles)
+}

@@ -1,0 +1,457 @@
+package inodestore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/fuseproto"
+)
+
+// Options configures a Store.
+type Options struct {
+	// FileHandles chooses how inodes reference host objects.
+	FileHandles FileHandleMode
+	// Budget limits the descriptors held for the guest; nil means no limit.
+	Budget *FDBudget
+	// ProcSelfFD is a descriptor of /proc/self/fd opened at start-up. It is
+	// used to re-open O_PATH descriptors with real open flags; the store does
+	// not close it.
+	ProcSelfFD int
+	// Logger receives warnings; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is the inode and open-handle table. It is safe for concurrent use.
+type Store struct {
+	opts Options
+	log  *slog.Logger
+	root *Inode
+
+	mu       sync.RWMutex
+	nodes    map[fuseproto.NodeID]*Inode // protected by mu
+	byKey    map[Key]*Inode              // descriptor-referenced inodes; protected by mu
+	byHandle map[string]*Inode           // handle-referenced inodes; protected by mu
+	nextID   fuseproto.NodeID            // protected by mu
+
+	mountsMu sync.Mutex
+	mounts   map[uint64]int // mount id -> descriptor on that mount; protected by mountsMu
+
+	handlesMu  sync.RWMutex
+	handles    map[uint64]*Handle // protected by handlesMu
+	nextHandle uint64             // protected by handlesMu
+}
+
+// New returns a store whose root inode is the directory open at rootFD (an
+// O_PATH descriptor). The store owns rootFD from then on.
+//
+// With FileHandlesPrefer, New falls back to descriptors when this process may
+// not open file handles (open_by_handle_at needs CAP_DAC_READ_SEARCH) or when
+// the shared directory's filesystem has none; FileHandlesMandatory turns both
+// into an error.
+func New(rootFD int, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	var stx unix.Statx_t
+	if err := statxFD(rootFD, &stx); err != nil {
+		return nil, fmt.Errorf("statx shared directory: %w", err)
+	}
+	if stx.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("shared directory is not a directory")
+	}
+	s := &Store{
+		opts:     opts,
+		log:      log,
+		nodes:    make(map[fuseproto.NodeID]*Inode),
+		byKey:    make(map[Key]*Inode),
+		byHandle: make(map[string]*Inode),
+		nextID:   fuseproto.RootID + 1,
+		mounts:   make(map[uint64]int),
+		handles:  make(map[uint64]*Handle),
+	}
+	root := &Inode{ID: fuseproto.RootID, Key: KeyOf(&stx), Mode: uint32(stx.Mode) & unix.S_IFMT, fd: rootFD, lookups: 1}
+	root.refs.Store(1)
+	if opts.FileHandles != FileHandlesNever {
+		h, err := s.probeHandles(rootFD)
+		switch {
+		case err == nil:
+			root.Handle = h
+		case opts.FileHandles == FileHandlesMandatory:
+			return nil, fmt.Errorf("--inode-file-handles=mandatory: %w", err)
+		default:
+			log.Warn("file handles unavailable, referencing inodes by O_PATH descriptors", "err", err)
+			s.opts.FileHandles = FileHandlesNever
+		}
+	}
+	s.root = root
+	s.nodes[root.ID] = root
+	if root.Handle != nil {
+		s.byHandle[root.Handle.mapKey()] = root
+	} else {
+		s.byKey[root.Key] = root
+	}
+	return s, nil
+}
+
+// probeHandles makes the shared directory's file handle and opens it again,
+// which fails early when the filesystem has no handles or we lack the
+// capability. The shared directory itself becomes the descriptor for its
+// mount, so the mount works even where /proc/self/mountinfo does not show it.
+func (s *Store) probeHandles(rootFD int) (*FileHandle, error) {
+	h, err := nameToHandle(rootFD)
+	if err != nil {
+		return nil, err
+	}
+	mfd, err := s.openMountFD(rootFD, unix.S_IFDIR)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.OpenByHandleAt(mfd, unix.NewFileHandle(h.Type, h.Bytes), unix.O_PATH|unix.O_CLOEXEC)
+	if err != nil {
+		unix.Close(mfd)
+		return nil, fmt.Errorf("open_by_handle_at: %w", err)
+	}
+	unix.Close(fd)
+	s.mounts[h.MountID] = mfd
+	return h, nil
+}
+
+// openMountFD opens the object at the O_PATH descriptor fd for reading, to
+// serve as the descriptor of its mount: open_by_handle_at refuses O_PATH
+// descriptors there. Any object on the mount will do, so the first one seen
+// is used: this needs neither /proc/self/mountinfo nor a path, and works
+// where the mount is not visible at the path we see (in a chroot). Only
+// directories and regular files are opened; the first object seen on a new
+// mount is normally that mount's root directory.
+func (s *Store) openMountFD(fd int, mode uint32) (int, error) {
+	if mode != unix.S_IFDIR && mode != unix.S_IFREG {
+		return -1, fmt.Errorf("first object seen on a mount is not a directory or a file: %w", unix.EOPNOTSUPP)
+	}
+	mfd, err := unix.Openat(s.opts.ProcSelfFD, strconv.Itoa(fd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open mount descriptor: %w", err)
+	}
+	return mfd, nil
+}
+
+// FileHandles returns the mode in effect (after any fallback in New).
+func (s *Store) FileHandles() FileHandleMode { return s.opts.FileHandles }
+
+// Budget returns the descriptor budget.
+func (s *Store) Budget() *FDBudget { return s.opts.Budget }
+
+// Root returns the root inode, which is never freed. It needs no Put.
+func (s *Store) Root() *Inode { return s.root }
+
+// Get returns the inode with node id id and takes a reference on it that the
+// caller must give back with Put. An unknown id gives EBADF, as virtiofsd
+// answers a node id it never handed out.
+func (s *Store) Get(id fuseproto.NodeID) (*Inode, error) {
+	s.mu.RLock()
+	i, ok := s.nodes[id]
+	if ok {
+		i.refs.Add(1)
+	}
+	s.mu.RUnlock()
+	if !ok {
+		return nil, unix.EBADF
+	}
+	return i, nil
+}
+
+// Put gives back a reference taken by Get or Insert.
+func (s *Store) Put(i *Inode) {
+	if i.refs.Add(-1) == 0 {
+		s.release(i)
+	}
+}
+
+// release closes the host reference of an inode nobody uses any more.
+func (s *Store) release(i *Inode) {
+	if i.fd >= 0 {
+		unix.Close(i.fd)
+		i.fd = -1
+		if i.fdBudgeted {
+			s.opts.Budget.Release()
+		}
+	}
+}
+
+// Insert records one lookup of the host object open at fd, an O_PATH
+// descriptor that Insert takes over (closing it when the object is already
+// known or is referenced by handle). stx is that object's statx with
+// STATX_MNT_ID. Insert returns the inode with its lookup count raised by one
+// and a reference the caller must Put.
+//
+// A descriptor-referenced inode pins its host object, so its (dev, ino,
+// mount) cannot be reused while it is in the table. A handle-referenced inode
+// does not pin it; its identity is the handle, which the filesystem makes
+// unique across reuse of the inode number (the generation is part of it).
+func (s *Store) Insert(fd int, stx *unix.Statx_t) (*Inode, error) {
+	key := KeyOf(stx)
+	var h *FileHandle
+	if s.opts.FileHandles != FileHandlesNever {
+		var err error
+		h, err = nameToHandle(fd)
+		if err != nil {
+			if s.opts.FileHandles == FileHandlesMandatory {
+				unix.Close(fd)
+				return nil, err
+			}
+			h = nil // prefer: this filesystem has no handles; use the descriptor
+		}
+	}
+	if h != nil {
+		if err := s.ensureMount(h.MountID, fd, uint32(stx.Mode)&unix.S_IFMT); err != nil {
+			if s.opts.FileHandles == FileHandlesMandatory {
+				unix.Close(fd)
+				return nil, err
+			}
+			h = nil
+		}
+	}
+	var hkey string
+	if h != nil {
+		hkey = h.mapKey()
+	}
+
+	s.mu.Lock()
+	var existing *Inode
+	if h != nil {
+		existing = s.byHandle[hkey]
+	} else {
+		existing = s.byKey[key]
+	}
+	if existing != nil {
+		existing.lookups++
+		existing.refs.Add(1)
+		s.mu.Unlock()
+		unix.Close(fd)
+		return existing, nil
+	}
+	i := &Inode{Key: key, Mode: uint32(stx.Mode) & unix.S_IFMT, Handle: h, fd: -1, lookups: 1}
+	if h != nil {
+		unix.Close(fd)
+	} else {
+		if !s.opts.Budget.Acquire() {
+			s.mu.Unlock()
+			unix.Close(fd)
+			return nil, unix.EMFILE
+		}
+		i.fd, i.fdBudgeted = fd, s.opts.Budget != nil
+	}
+	i.ID = s.nextID
+	s.nextID++
+	i.refs.Store(2) // the table's and the caller's
+	s.nodes[i.ID] = i
+	if h != nil {
+		s.byHandle[hkey] = i
+	} else {
+		s.byKey[key] = i
+	}
+	s.mu.Unlock()
+	return i, nil
+}
+
+// ensureMount keeps a descriptor for mount id so handles on it can be
+// opened (see openMountFD).
+func (s *Store) ensureMount(mountID uint64, fd int, mode uint32) error {
+	s.mountsMu.Lock()
+	defer s.mountsMu.Unlock()
+	if _, ok := s.mounts[mountID]; ok {
+		return nil
+	}
+	mfd, err := s.openMountFD(fd, mode)
+	if err != nil {
+		return fmt.Errorf("mount %d: %w", mountID, err)
+	}
+	s.mounts[mountID] = mfd
+	return nil
+}
+
+func (s *Store) mountFD(mountID uint64) (int, bool) {
+	s.mountsMu.Lock()
+	fd, ok := s.mounts[mountID]
+	s.mountsMu.Unlock()
+	return fd, ok
+}
+
+// Forget drops n lookups from the inode id. At zero the inode leaves the
+// table and its host reference is closed once no request uses it. The root
+// is never forgotten; unknown ids are ignored (the kernel sends FORGET for
+// nodes a DESTROY already dropped).
+func (s *Store) Forget(id fuseproto.NodeID, n uint64) {
+	if id == fuseproto.RootID {
+		return
+	}
+	s.mu.Lock()
+	i, ok := s.nodes[id]
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	if n >= i.lookups {
+		i.lookups = 0
+		s.removeLocked(i)
+	} else {
+		i.lookups -= n
+	}
+	s.mu.Unlock()
+}
+
+// removeLocked takes i out of the table and drops the table's reference.
+func (s *Store) removeLocked(i *Inode) {
+	delete(s.nodes, i.ID)
+	if i.Handle != nil {
+		hk := i.Handle.mapKey()
+		if s.byHandle[hk] == i {
+			delete(s.byHandle, hk)
+		}
+	} else if s.byKey[i.Key] == i {
+		delete(s.byKey, i.Key)
+	}
+	s.Put(i)
+}
+
+// Lookups returns the lookup count of id, and false for an unknown id.
+func (s *Store) Lookups(id fuseproto.NodeID) (uint64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i, ok := s.nodes[id]
+	if !ok {
+		return 0, false
+	}
+	return i.lookupsLocked(), true
+}
+
+// Len returns the number of inodes in the table, the root included.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.nodes)
+}
+
+// PathFD is an O_PATH descriptor of an inode for the duration of one
+// operation. Close it when done; it closes only what it opened.
+type PathFD struct {
+	FD    int
+	owned bool
+}
+
+// Close releases the descriptor if it was opened for this operation.
+func (p PathFD) Close() {
+	if p.owned {
+		unix.Close(p.FD)
+	}
+}
+
+// PathFD returns an O_PATH descriptor of i: its own descriptor, or one
+// opened from its file handle. ESTALE means the object is gone.
+func (s *Store) PathFD(i *Inode) (PathFD, error) {
+	if i.fd >= 0 {
+		return PathFD{FD: i.fd}, nil
+	}
+	fd, err := s.openHandle(i, unix.O_PATH)
+	if err != nil {
+		return PathFD{FD: -1}, err
+	}
+	return PathFD{FD: fd, owned: true}, nil
+}
+
+// Open opens i's host object with flags and returns a descriptor the caller
+// owns. Only regular files and directories are opened: opening a device
+// node or a FIFO would reach a host device or block the daemon, so those get
+// EBADF, as in virtiofsd (a well-behaved kernel never asks: it serves special
+// files itself).
+func (s *Store) Open(i *Inode, flags int) (int, error) {
+	if !i.IsRegular() && !i.IsDir() {
+		return -1, unix.EBADF
+	}
+	flags |= unix.O_CLOEXEC
+	flags &^= unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_PATH
+	if i.fd < 0 {
+		return s.openHandle(i, flags)
+	}
+	// Re-opening through /proc/self/fd/N opens the very object the O_PATH
+	// descriptor refers to, whatever has been renamed since, and never
+	// resolves a path under the shared directory.
+	for {
+		fd, err := unix.Openat(s.opts.ProcSelfFD, strconv.Itoa(i.fd), flags, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return fd, err
+	}
+}
+
+func (s *Store) openHandle(i *Inode, flags int) (int, error) {
+	if i.Handle == nil {
+		return -1, unix.EBADF
+	}
+	mfd, ok := s.mountFD(i.Handle.MountID)
+	if !ok {
+		return -1, fmt.Errorf("no descriptor for mount %d: %w", i.Handle.MountID, unix.ESTALE)
+	}
+	fd, err := unix.OpenByHandleAt(mfd, unix.NewFileHandle(i.Handle.Type, i.Handle.Bytes), flags|unix.O_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+// Reset forgets every inode but the root and closes every open handle, as
+// FUSE_DESTROY and a new INIT require.
+func (s *Store) Reset() {
+	s.handlesMu.Lock()
+	hs := s.handles
+	s.handles = make(map[uint64]*Handle)
+	s.handlesMu.Unlock()
+	for _, h := range hs {
+		s.PutHandle(h)
+	}
+	s.mu.Lock()
+	for _, i := range s.nodes {
+		if i != s.root {
+			i.lookups = 0
+			s.removeLocked(i)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// Close releases everything, the root and the mount descriptors included.
+func (s *Store) Close() {
+	s.Reset()
+	s.mountsMu.Lock()
+	for id, fd := range s.mounts {
+		unix.Close(fd)
+		delete(s.mounts, id)
+	}
+	s.mountsMu.Unlock()
+	s.Put(s.root)
+}
+
+// nameToHandle returns the file handle of the object open at fd.
+func nameToHandle(fd int) (*FileHandle, error) {
+	h, mountID, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
+	if err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) {
+			return nil, fmt.Errorf("name_to_handle_at: filesystem has no file handles: %w", err)
+		}
+		return nil, fmt.Errorf("name_to_handle_at: %w", err)
+	}
+	return &FileHandle{MountID: uint64(mountID), Type: h.Type(), Bytes: h.Bytes()}, nil
+}
+
+// StatxMask is what the store needs from statx, on top of the basic fields.
+const StatxMask = unix.STATX_BASIC_STATS | unix.STATX_MNT_ID
+
+func statxFD(fd int, stx *unix.Statx_t) error {
+	return unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_SYNC_AS_STAT, StatxMask, stx)
+}

@@ -1,0 +1,206 @@
+// Package passthrough serves FUSE operations on a host directory, the
+// shared directory, and never lets them reach outside it.
+//
+// Every operation works relative to descriptors: the inode store's O_PATH
+// descriptor (or file handle) of the object or of its parent directory, and
+// a single path component that the request layer has checked. New names are
+// resolved with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
+// RESOLVE_NO_MAGICLINKS) where the kernel has it, O_NOFOLLOW otherwise, so a
+// symlink on the host is never followed and a directory renamed or swapped
+// for a symlink under us cannot lead out. Objects are re-opened through
+// /proc/self/fd (a descriptor opened at start-up), which reaches the object
+// itself rather than a path; device nodes and FIFOs are never opened.
+package passthrough
+
+import (
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/inodestore"
+)
+
+// FS is the passthrough filesystem. It implements fuseproto.FileSystem.
+type FS struct {
+	opts    Options
+	log     *slog.Logger
+	store   *inodestore.Store
+	procFD  int // O_PATH descriptor of /proc/self/fd
+	timeout time.Duration
+
+	// writeback is set when INIT negotiated the writeback cache.
+	writeback atomic.Bool
+	// killpriv is set when INIT negotiated HANDLE_KILLPRIV_V2.
+	killpriv atomic.Bool
+}
+
+var _ fuseproto.FileSystem = (*FS)(nil)
+
+// New opens the shared directory and /proc/self/fd, the only host paths the
+// filesystem ever resolves, and returns the filesystem.
+func New(opts Options) (*FS, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.SharedDir == "" {
+		return nil, fmt.Errorf("no shared directory given")
+	}
+	rootFD, err := unix.Open(opts.SharedDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open shared directory %s: %w", opts.SharedDir, err)
+	}
+	procFD, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(rootFD)
+		return nil, fmt.Errorf("open /proc/self/fd: %w", err)
+	}
+	var budget *inodestore.FDBudget
+	if opts.MaxGuestFDs > 0 {
+		budget = inodestore.NewFDBudget(opts.MaxGuestFDs)
+	}
+	store, err := inodestore.New(rootFD, inodestore.Options{
+		FileHandles: opts.InodeFileHandles,
+		Budget:      budget,
+		ProcSelfFD:  procFD,
+		Logger:      log,
+	})
+	if err != nil {
+		unix.Close(rootFD)
+		unix.Close(procFD)
+		return nil, fmt.Errorf("shared directory %s: %w", opts.SharedDir, err)
+	}
+	// The kernel applies the guest's umask before it sends a mode (we do
+	// not negotiate DONT_MASK), so ours must not mask it again. umask is
+	// process-wide; the daemon creates nothing else that depends on it.
+	unix.Umask(0)
+	return &FS{
+		opts:    opts,
+		log:     log,
+		store:   store,
+		procFD:  procFD,
+		timeout: opts.Cache.timeout(),
+	}, nil
+}
+
+// Store returns the inode store, for migration and diagnostics.
+func (fs *FS) Store() *inodestore.Store { return fs.store }
+
+// Close releases every descriptor the filesystem holds.
+func (fs *FS) Close() error {
+	fs.store.Close()
+	return unix.Close(fs.procFD)
+}
+
+// Init chooses the capabilities the filesystem wants from those the kernel
+// offers.
+func (fs *FS) Init(kernelFlags uint64, out *fuse.InitOut) (uint64, syscall.Errno) {
+	var want uint64 = fuse.CAP_EXPORT_SUPPORT | fuse.CAP_AUTO_INVAL_DATA | fuse.CAP_CACHE_SYMLINKS
+	if !fs.opts.NoReaddirplus {
+		want |= fuse.CAP_READDIRPLUS | fuse.CAP_READDIRPLUS_AUTO
+	}
+	if fs.opts.Writeback && kernelFlags&fuse.CAP_WRITEBACK_CACHE != 0 {
+		want |= fuse.CAP_WRITEBACK_CACHE
+		fs.writeback.Store(true)
+	}
+	if fs.opts.KillprivV2 {
+		if kernelFlags&fuse.CAP_HANDLE_KILLPRIV_V2 != 0 {
+			want |= fuse.CAP_HANDLE_KILLPRIV_V2
+			fs.killpriv.Store(true)
+		} else {
+			fs.log.Warn("--killpriv-v2: the kernel does not offer HANDLE_KILLPRIV_V2")
+		}
+	}
+	out.TimeGran = 1
+	return want, 0
+}
+
+// Destroy forgets every inode but the root and closes every handle.
+func (fs *FS) Destroy() {
+	fs.store.Reset()
+	fs.writeback.Store(false)
+	fs.killpriv.Store(false)
+}
+
+// errno turns an error from a system call into the errno for the guest.
+// Anything that is not an errno is a bug of ours, reported as EIO.
+func (fs *FS) errno(op string, err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	if e, ok := err.(syscall.Errno); ok {
+		return e
+	}
+	var e syscall.Errno
+	if asErrno(err, &e) {
+		return e
+	}
+	fs.log.Warn("operation failed", "op", op, "err", err)
+	return syscall.EIO
+}
+
+// inode fetches node for the duration of a request: call put when done.
+func (fs *FS) inode(node fuseproto.NodeID) (*inodestore.Inode, syscall.Errno) {
+	i, err := fs.store.Get(node)
+	if err != nil {
+		return nil, fs.errno("get inode", err)
+	}
+	return i, 0
+}
+
+func (fs *FS) put(i *inodestore.Inode) { fs.store.Put(i) }
+
+// fillEntry describes inode i, whose statx is stx, to the kernel.
+func (fs *FS) fillEntry(out *fuse.EntryOut, i *inodestore.Inode, stx *unix.Statx_t) {
+	out.NodeId = uint64(i.ID)
+	out.Generation = 0
+	out.SetEntryTimeout(fs.timeout)
+	out.SetAttrTimeout(fs.timeout)
+	fillAttr(&out.Attr, stx)
+}
+
+// fillAttr converts a statx result to FUSE attributes.
+func fillAttr(a *fuse.Attr, stx *unix.Statx_t) {
+	a.Ino = stx.Ino
+	a.Size = stx.Size
+	a.Blocks = stx.Blocks
+	a.Atime, a.Atimensec = uint64(stx.Atime.Sec), stx.Atime.Nsec
+	a.Mtime, a.Mtimensec = uint64(stx.Mtime.Sec), stx.Mtime.Nsec
+	a.Ctime, a.Ctimensec = uint64(stx.Ctime.Sec), stx.Ctime.Nsec
+	a.Mode = uint32(stx.Mode)
+	a.Nlink = stx.Nlink
+	a.Uid, a.Gid = stx.Uid, stx.Gid
+	a.Rdev = encodeDev(stx.Rdev_major, stx.Rdev_minor)
+	a.Blksize = stx.Blksize
+}
+
+// encodeDev packs a device number the way the kernel's new_encode_dev
+// does, which is how FUSE carries rdev in 32 bits.
+func encodeDev(major, minor uint32) uint32 {
+	return (minor & 0xff) | (major&0xfff)<<8 | (minor&^0xff)<<12
+}
+
+// decodeDev is new_decode_dev, for MKNOD's rdev.
+func decodeDev(dev uint32) uint64 {
+	major := (dev & 0xfff00) >> 8
+	minor := (dev & 0xff) | ((dev >> 12) & 0xfff00)
+	return unix.Mkdev(major, minor)
+}
+
+const statxFlags = unix.AT_EMPTY_PATH | unix.AT_SYMLINK_NOFOLLOW | unix.AT_STATX_SYNC_AS_STAT
+
+// statxFD returns the statx of the object open at fd (any kind of fd).
+func statxFD(fd int, stx *unix.Statx_t) error {
+	for {
+		err := unix.Statx(fd, "", statxFlags, inodestore.StatxMask, stx)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}

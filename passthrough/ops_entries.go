@@ -1,0 +1,173 @@
+package passthrough
+
+import (
+	"strconv"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/inodestore"
+)
+
+// This file holds the operations that create, remove and rename directory
+// entries. Each works on the parent's O_PATH descriptor and one checked name;
+// none of the system calls used follows a symlink in its last component.
+
+// parentDir fetches a directory inode and its descriptor for one request.
+// Call done when finished.
+func (fs *FS) parentDir(node fuseproto.NodeID) (p *inodestore.Inode, pfd inodestore.PathFD, done func(), errno syscall.Errno) {
+	p, errno = fs.inode(node)
+	if errno != 0 {
+		return nil, pfd, nil, errno
+	}
+	if !p.IsDir() {
+		fs.put(p)
+		return nil, pfd, nil, syscall.ENOTDIR
+	}
+	pfd, err := fs.store.PathFD(p)
+	if err != nil {
+		fs.put(p)
+		return nil, pfd, nil, fs.errno("parent", err)
+	}
+	return p, pfd, func() { pfd.Close(); fs.put(p) }, 0
+}
+
+// Mknod creates a file, device node, FIFO or socket.
+func (fs *FS) Mknod(r *fuseproto.Request, in *fuse.MknodIn, name string, out *fuse.EntryOut) syscall.Errno {
+	if fs.opts.Readonly {
+		return syscall.EROFS
+	}
+	p, pfd, done, errno := fs.parentDir(r.Node())
+	if errno != 0 {
+		return errno
+	}
+	defer done()
+	if !validName(name) {
+		return syscall.EINVAL
+	}
+	if err := unix.Mknodat(pfd.FD, name, in.Mode, int(decodeDev(in.Rdev))); err != nil {
+		return fs.errno("mknod", err)
+	}
+	return fs.lookupIn(p, name, out)
+}
+
+// Mkdir creates a directory.
+func (fs *FS) Mkdir(r *fuseproto.Request, in *fuse.MkdirIn, name string, out *fuse.EntryOut) syscall.Errno {
+	if fs.opts.Readonly {
+		return syscall.EROFS
+	}
+	p, pfd, done, errno := fs.parentDir(r.Node())
+	if errno != 0 {
+		return errno
+	}
+	defer done()
+	if !validName(name) {
+		return syscall.EINVAL
+	}
+	if err := unix.Mkdirat(pfd.FD, name, in.Mode); err != nil {
+		return fs.errno("mkdir", err)
+	}
+	return fs.lookupIn(p, name, out)
+}
+
+// Symlink creates a symbolic link. Its target is stored as given: it is
+// only ever resolved by the guest, never by the daemon.
+func (fs *FS) Symlink(r *fuseproto.Request, parent fuseproto.NodeID, name, target string, out *fuse.EntryOut) syscall.Errno {
+	if fs.opts.Readonly {
+		return syscall.EROFS
+	}
+	p, pfd, done, errno := fs.parentDir(parent)
+	if errno != 0 {
+		return errno
+	}
+	defer done()
+	if !validName(name) {
+		return syscall.EINVAL
+	}
+	if err := unix.Symlinkat(target, pfd.FD, name); err != nil {
+		return fs.errno("symlink", err)
+	}
+	return fs.lookupIn(p, name, out)
+}
+
+// Unlink removes a non-directory entry.
+func (fs *FS) Unlink(r *fuseproto.Request, parent fuseproto.NodeID, name string) syscall.Errno {
+	return fs.remove(parent, name, 0)
+}
+
+// Rmdir removes an empty directory.
+func (fs *FS) Rmdir(r *fuseproto.Request, parent fuseproto.NodeID, name string) syscall.Errno {
+	return fs.remove(parent, name, unix.AT_REMOVEDIR)
+}
+
+func (fs *FS) remove(parent fuseproto.NodeID, name string, flags int) syscall.Errno {
+	if fs.opts.Readonly {
+		return syscall.EROFS
+	}
+	_, pfd, done, errno := fs.parentDir(parent)
+	if errno != 0 {
+		return errno
+	}
+	defer done()
+	if !validName(name) {
+		return syscall.EINVAL
+	}
+	return fs.errno("unlink", unix.Unlinkat(pfd.FD, name, flags))
+}
+
+// renameFlags are the RENAME2 flags we pass on; others are refused.
+const renameFlags = unix.RENAME_NOREPLACE | unix.RENAME_EXCHANGE | unix.RENAME_WHITEOUT
+
+// Rename moves an entry, with RENAME2's flags.
+func (fs *FS) Rename(r *fuseproto.Request, in *fuse.RenameIn, oldName, newName string) syscall.Errno {
+	if fs.opts.Readonly {
+		return syscall.EROFS
+	}
+	if in.Flags&^renameFlags != 0 || !validName(oldName) || !validName(newName) {
+		return syscall.EINVAL
+	}
+	_, oldFD, doneOld, errno := fs.parentDir(r.Node())
+	if errno != 0 {
+		return errno
+	}
+	defer doneOld()
+	_, newFD, doneNew, errno := fs.parentDir(fuseproto.NodeID(in.Newdir))
+	if errno != 0 {
+		return errno
+	}
+	defer doneNew()
+	return fs.errno("rename", unix.Renameat2(oldFD.FD, oldName, newFD.FD, newName, uint(in.Flags)))
+}
+
+// Link makes a new name for an existing object.
+func (fs *FS) Link(r *fuseproto.Request, in *fuse.LinkIn, newName string, out *fuse.EntryOut) syscall.Errno {
+	if fs.opts.Readonly {
+		return syscall.EROFS
+	}
+	i, errno := fs.inode(fuseproto.NodeID(in.Oldnodeid))
+	if errno != 0 {
+		return errno
+	}
+	defer fs.put(i)
+	ifd, err := fs.store.PathFD(i)
+	if err != nil {
+		return fs.errno("link", err)
+	}
+	defer ifd.Close()
+	p, pfd, done, errno := fs.parentDir(r.Node())
+	if errno != 0 {
+		return errno
+	}
+	defer done()
+	// linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; following the
+	// magic link in /proc/self/fd reaches the same object without it.
+	if !validName(newName) {
+		return syscall.EINVAL
+	}
+	if err := unix.Linkat(fs.procFD, strconv.Itoa(ifd.FD), pfd.FD, newName, unix.AT_SYMLINK_FOLLOW); err != nil {
+		return fs.errno("link", err)
+	}
+	return fs.lookupIn(p, newName, out)
+}

@@ -1,0 +1,339 @@
+package passthrough
+
+import (
+	"math"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/inodestore"
+)
+
+// hostOpenFlags turns the guest's open flags into the flags the host file is
+// opened with.
+func (fs *FS) hostOpenFlags(guest uint32) int {
+	flags := int(guest)
+	// Creation is CREATE's and TMPFILE's business, and the daemon has no
+	// controlling terminal to acquire.
+	flags &^= unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY | unix.O_TMPFILE
+	// Appends are made per write (RWF_APPEND) so that a file the guest
+	// mmaps, or whose O_APPEND it clears with fcntl, still works.
+	flags &^= unix.O_APPEND
+	if !fs.opts.PreserveNoatime {
+		flags &^= unix.O_NOATIME
+	}
+	if fs.writeback.Load() && flags&unix.O_ACCMODE == unix.O_WRONLY {
+		// With the writeback cache the kernel reads pages of files the
+		// program opened write-only.
+		flags = flags&^unix.O_ACCMODE | unix.O_RDWR
+	}
+	if !fs.opts.AllowDirectIO {
+		flags &^= unix.O_DIRECT
+	}
+	return flags
+}
+
+// openFlags are the FOPEN_* flags that carry the cache policy.
+func (fs *FS) openFlags(dir bool) uint32 {
+	switch fs.opts.Cache {
+	case CacheNever:
+		if !dir {
+			return fuse.FOPEN_DIRECT_IO
+		}
+	case CacheMetadata:
+		if !dir {
+			return fuse.FOPEN_DIRECT_IO
+		}
+		return fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	case CacheAlways:
+		if dir {
+			return fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+		}
+		return fuse.FOPEN_KEEP_CACHE
+	}
+	return 0
+}
+
+func modifies(flags uint32) bool {
+	return flags&unix.O_ACCMODE != unix.O_RDONLY || flags&(unix.O_TRUNC|unix.O_CREAT) != 0
+}
+
+// Open opens a file and returns a handle.
+func (fs *FS) Open(r *fuseproto.Request, in *fuse.OpenIn, out *fuse.OpenOut) syscall.Errno {
+	if fs.opts.Readonly && modifies(in.Flags) {
+		return syscall.EROFS
+	}
+	i, errno := fs.inode(r.Node())
+	if errno != 0 {
+		return errno
+	}
+	defer fs.put(i)
+	kill := fs.killpriv.Load() && in.Mode&fuse.OPEN_KILL_SUIDGID != 0
+	return fs.openHandle(i, fs.hostOpenFlags(in.Flags), in.Flags, kill, out)
+}
+
+func (fs *FS) openHandle(i *inodestore.Inode, flags int, guestFlags uint32, kill bool, out *fuse.OpenOut) syscall.Errno {
+	if err := fs.store.ReserveFD(); err != nil {
+		return fs.errno("open", err)
+	}
+	var fd int
+	err := fs.maybeKillPriv(kill, func() (err error) {
+		fd, err = fs.store.Open(i, flags)
+		return err
+	})
+	if err != nil {
+		fs.store.UnreserveFD()
+		return fs.errno("open", err)
+	}
+	out.Fh = fs.store.AddHandle(i, fd, flags, guestFlags)
+	out.OpenFlags = fs.openFlags(flags&unix.O_DIRECTORY != 0)
+	return 0
+}
+
+// Create creates and opens a file.
+func (fs *FS) Create(r *fuseproto.Request, in *fuse.CreateIn, name string, out *fuse.CreateOut) syscall.Errno {
+	if fs.opts.Readonly {
+		return syscall.EROFS
+	}
+	_, pfd, done, errno := fs.parentDir(r.Node())
+	if errno != 0 {
+		return errno
+	}
+	defer done()
+	if !validName(name) {
+		return syscall.EINVAL
+	}
+	flags := fs.hostOpenFlags(in.Flags) | unix.O_CREAT
+	if in.Flags&unix.O_EXCL != 0 {
+		flags |= unix.O_EXCL
+	}
+	return fs.createHandle(in, out, func() (int, error) {
+		return openBeneath(pfd.FD, name, flags, in.Mode)
+	})
+}
+
+// Tmpfile creates an unnamed file in the directory, as open(O_TMPFILE).
+func (fs *FS) Tmpfile(r *fuseproto.Request, in *fuse.CreateIn, out *fuse.CreateOut) syscall.Errno {
+	if fs.opts.Readonly {
+		return syscall.EROFS
+	}
+	_, pfd, done, errno := fs.parentDir(r.Node())
+	if errno != 0 {
+		return errno
+	}
+	defer done()
+	flags := fs.hostOpenFlags(in.Flags) | unix.O_TMPFILE
+	if flags&unix.O_ACCMODE == unix.O_RDONLY {
+		return syscall.EINVAL // O_TMPFILE needs write access
+	}
+	return fs.createHandle(in, out, func() (int, error) {
+		return openBeneath(pfd.FD, ".", flags&^unix.O_NOFOLLOW, in.Mode)
+	})
+}
+
+// createHandle runs create, which returns a new open descriptor, and
+// records both the new inode and the handle.
+func (fs *FS) createHandle(in *fuse.CreateIn, out *fuse.CreateOut, create func() (int, error)) syscall.Errno {
+	if err := fs.store.ReserveFD(); err != nil {
+		return fs.errno("create", err)
+	}
+	fd, err := create()
+	if err != nil {
+		fs.store.UnreserveFD()
+		return fs.errno("create", err)
+	}
+	if errno := fs.insertOpened(fd, &out.EntryOut); errno != 0 {
+		unix.Close(fd)
+		fs.store.UnreserveFD()
+		return errno
+	}
+	i, err := fs.store.Get(fuseproto.NodeID(out.NodeId))
+	if err != nil {
+		// Only a FORGET racing the reply could do this; the guest has
+		// not seen the node yet, so it cannot have sent one.
+		unix.Close(fd)
+		fs.store.UnreserveFD()
+		return fs.errno("create", err)
+	}
+	defer fs.put(i)
+	out.Fh = fs.store.AddHandle(i, fd, fs.hostOpenFlags(in.Flags), in.Flags)
+	out.OpenFlags = fs.openFlags(false)
+	return 0
+}
+
+// handle fetches the open handle fh of the request's node: call
+// fs.store.PutHandle when done.
+func (fs *FS) handle(r *fuseproto.Request, fh uint64) (*inodestore.Handle, syscall.Errno) {
+	h, err := fs.store.GetHandle(fh, r.Node())
+	if err != nil {
+		return nil, fs.errno("handle", err)
+	}
+	return h, 0
+}
+
+// Read reads from an open file straight into the reply buffers.
+func (fs *FS) Read(r *fuseproto.Request, in *fuse.ReadIn, dst [][]byte) (int, syscall.Errno) {
+	h, errno := fs.handle(r, in.Fh)
+	if errno != 0 {
+		return 0, errno
+	}
+	defer fs.store.PutHandle(h)
+	if in.Offset > math.MaxInt64 {
+		return 0, syscall.EINVAL
+	}
+	for {
+		n, err := unix.Preadv(h.FD, dst, int64(in.Offset))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, fs.errno("read", err)
+		}
+		return n, 0
+	}
+}
+
+// Write writes the request's data buffers to an open file.
+func (fs *FS) Write(r *fuseproto.Request, in *fuse.WriteIn, src [][]byte) (uint32, syscall.Errno) {
+	if fs.opts.Readonly {
+		return 0, syscall.EROFS
+	}
+	h, errno := fs.handle(r, in.Fh)
+	if errno != 0 {
+		return 0, errno
+	}
+	defer fs.store.PutHandle(h)
+	if in.Offset > math.MaxInt64 {
+		return 0, syscall.EINVAL
+	}
+	// A write from the page cache (writeback, mmap) comes with its offset
+	// right; a direct one to an O_APPEND file must land at the end as the
+	// host file is now, which may have grown behind the guest's back.
+	var rwf int
+	if h.GuestFlags&unix.O_APPEND != 0 && in.WriteFlags&fuse.WRITE_CACHE == 0 {
+		rwf = unix.RWF_APPEND
+	}
+	kill := fs.killpriv.Load() && in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0
+	var n int
+	err := fs.maybeKillPriv(kill, func() (err error) {
+		for {
+			n, err = unix.Pwritev2(h.FD, src, int64(in.Offset), rwf)
+			if err != unix.EINTR {
+				return err
+			}
+		}
+	})
+	if err != nil {
+		return 0, fs.errno("write", err)
+	}
+	return uint32(n), 0
+}
+
+// Release closes a file handle.
+func (fs *FS) Release(r *fuseproto.Request, in *fuse.ReleaseIn) {
+	if err := fs.store.RemoveHandle(in.Fh, r.Node()); err != nil {
+		fs.log.Debug("release of unknown handle", "fh", in.Fh, "node", r.Node())
+	}
+}
+
+// Flush is called on every close(2) of the guest file: closing a duplicate
+// of the host descriptor gives the host the same close-time behaviour (NFS
+// flushes its data and reports write errors, POSIX locks are dropped).
+func (fs *FS) Flush(r *fuseproto.Request, in *fuse.FlushIn) syscall.Errno {
+	h, errno := fs.handle(r, in.Fh)
+	if errno != 0 {
+		return errno
+	}
+	defer fs.store.PutHandle(h)
+	dup, err := unix.FcntlInt(uintptr(h.FD), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fs.errno("flush", err)
+	}
+	return fs.errno("flush", unix.Close(dup))
+}
+
+// fsyncDataOnly is FUSE_FSYNC_FDATASYNC.
+const fsyncDataOnly = 1
+
+// Fsync flushes a file to stable storage.
+func (fs *FS) Fsync(r *fuseproto.Request, in *fuse.FsyncIn) syscall.Errno {
+	h, errno := fs.handle(r, in.Fh)
+	if errno != 0 {
+		return errno
+	}
+	defer fs.store.PutHandle(h)
+	if in.FsyncFlags&fsyncDataOnly != 0 {
+		return fs.errno("fdatasync", unix.Fdatasync(h.FD))
+	}
+	return fs.errno("fsync", unix.Fsync(h.FD))
+}
+
+// Fallocate allocates, punches or zeroes a range of an open file.
+func (fs *FS) Fallocate(r *fuseproto.Request, in *fuse.FallocateIn) syscall.Errno {
+	if fs.opts.Readonly {
+		return syscall.EROFS
+	}
+	h, errno := fs.handle(r, in.Fh)
+	if errno != 0 {
+		return errno
+	}
+	defer fs.store.PutHandle(h)
+	if in.Offset > math.MaxInt64 || in.Length > math.MaxInt64 {
+		return syscall.EINVAL
+	}
+	return fs.errno("fallocate", unix.Fallocate(h.FD, in.Mode, int64(in.Offset), int64(in.Length)))
+}
+
+// Lseek finds data or holes (the kernel handles the other whences itself).
+func (fs *FS) Lseek(r *fuseproto.Request, in *fuse.LseekIn, out *fuse.LseekOut) syscall.Errno {
+	if in.Whence != unix.SEEK_DATA && in.Whence != unix.SEEK_HOLE {
+		return syscall.EINVAL
+	}
+	h, errno := fs.handle(r, in.Fh)
+	if errno != 0 {
+		return errno
+	}
+	defer fs.store.PutHandle(h)
+	if in.Offset > math.MaxInt64 {
+		return syscall.ENXIO
+	}
+	// The descriptor's position is never used for data (reads and writes
+	// are positional), so moving it here disturbs nothing.
+	off, err := unix.Seek(h.FD, int64(in.Offset), int(in.Whence))
+	if err != nil {
+		return fs.errno("lseek", err)
+	}
+	out.Offset = uint64(off)
+	return 0
+}
+
+// maxCopy bounds one COPY_FILE_RANGE: the reply carries a 32-bit count.
+const maxCopy = 1 << 30
+
+// CopyFileRange copies between two open files on the host side.
+func (fs *FS) CopyFileRange(r *fuseproto.Request, in *fuse.CopyFileRangeIn) (uint32, syscall.Errno) {
+	if fs.opts.Readonly {
+		return 0, syscall.EROFS
+	}
+	src, errno := fs.handle(r, in.FhIn)
+	if errno != 0 {
+		return 0, errno
+	}
+	defer fs.store.PutHandle(src)
+	dst, err := fs.store.GetHandle(in.FhOut, fuseproto.NodeID(in.NodeIdOut))
+	if err != nil {
+		return 0, fs.errno("copy_file_range", err)
+	}
+	defer fs.store.PutHandle(dst)
+	if in.OffIn > math.MaxInt64 || in.OffOut > math.MaxInt64 || in.Flags != 0 {
+		return 0, syscall.EINVAL
+	}
+	offIn, offOut := int64(in.OffIn), int64(in.OffOut)
+	n, err := unix.CopyFileRange(src.FD, &offIn, dst.FD, &offOut, int(min(in.Len, maxCopy)), 0)
+	if err != nil {
+		return 0, fs.errno("copy_file_range", err)
+	}
+	return uint32(n), 0
+}

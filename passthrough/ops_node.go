@@ -1,0 +1,322 @@
+package passthrough
+
+import (
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/inodestore"
+)
+
+// Lookup finds name in parent and counts one lookup of it.
+func (fs *FS) Lookup(r *fuseproto.Request, parent fuseproto.NodeID, name string, out *fuse.EntryOut) syscall.Errno {
+	p, errno := fs.inode(parent)
+	if errno != 0 {
+		return errno
+	}
+	defer fs.put(p)
+	return fs.lookupIn(p, name, out)
+}
+
+// lookupIn looks name up in directory p and records the lookup.
+func (fs *FS) lookupIn(p *inodestore.Inode, name string, out *fuse.EntryOut) syscall.Errno {
+	if !p.IsDir() {
+		return syscall.ENOTDIR
+	}
+	pfd, err := fs.store.PathFD(p)
+	if err != nil {
+		return fs.errno("lookup", err)
+	}
+	defer pfd.Close()
+	var fd int
+	switch {
+	case name == ".." && p.ID == fuseproto.RootID:
+		// The guest cannot climb above the shared directory.
+		fd, err = unix.Openat(pfd.FD, ".", unix.O_PATH|unix.O_CLOEXEC, 0)
+	case name == "..":
+		fd, err = fs.openParent(pfd.FD)
+	case name == "" || strings.ContainsAny(name, "/\x00"):
+		return syscall.EINVAL
+	default:
+		fd, err = openBeneath(pfd.FD, name, unix.O_PATH, 0)
+	}
+	if err != nil {
+		return fs.errno("lookup", err)
+	}
+	return fs.insert(fd, out)
+}
+
+// insert records a lookup of the object open at fd (an O_PATH descriptor
+// that insert takes over) and describes it in out.
+func (fs *FS) insert(fd int, out *fuse.EntryOut) syscall.Errno {
+	var stx unix.Statx_t
+	if err := statxFD(fd, &stx); err != nil {
+		unix.Close(fd)
+		return fs.errno("statx", err)
+	}
+	i, err := fs.store.Insert(fd, &stx)
+	if err != nil {
+		return fs.errno("insert inode", err)
+	}
+	fs.fillEntry(out, i, &stx)
+	fs.put(i)
+	return 0
+}
+
+// insertOpened records a lookup of the object open at fd (any descriptor,
+// which stays the caller's), as CREATE and TMPFILE need.
+func (fs *FS) insertOpened(fd int, out *fuse.EntryOut) syscall.Errno {
+	pathFD, err := fs.reopenPath(fd)
+	if err != nil {
+		return fs.errno("reopen", err)
+	}
+	return fs.insert(pathFD, out)
+}
+
+// Forget drops lookups.
+func (fs *FS) Forget(node fuseproto.NodeID, nlookup uint64) { fs.store.Forget(node, nlookup) }
+
+// GetAttr returns the attributes of the node.
+func (fs *FS) GetAttr(r *fuseproto.Request, in *fuse.GetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	i, errno := fs.inode(r.Node())
+	if errno != 0 {
+		return errno
+	}
+	defer fs.put(i)
+	return fs.getAttr(i, out)
+}
+
+func (fs *FS) getAttr(i *inodestore.Inode, out *fuse.AttrOut) syscall.Errno {
+	pfd, err := fs.store.PathFD(i)
+	if err != nil {
+		return fs.errno("getattr", err)
+	}
+	defer pfd.Close()
+	var stx unix.Statx_t
+	if err := statxFD(pfd.FD, &stx); err != nil {
+		return fs.errno("getattr", err)
+	}
+	fillAttr(&out.Attr, &stx)
+	out.SetTimeout(fs.timeout)
+	return 0
+}
+
+// SetAttr changes mode, owner, size and times, in that order, as
+// virtiofsd does, and returns the new attributes.
+func (fs *FS) SetAttr(r *fuseproto.Request, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if fs.opts.Readonly {
+		return syscall.EROFS
+	}
+	i, errno := fs.inode(r.Node())
+	if errno != 0 {
+		return errno
+	}
+	defer fs.put(i)
+	var h *inodestore.Handle
+	if fh, ok := in.GetFh(); ok {
+		var err error
+		if h, err = fs.store.GetHandle(fh, i.ID); err != nil {
+			return fs.errno("setattr", err)
+		}
+		defer fs.store.PutHandle(h)
+	}
+	pfd, err := fs.store.PathFD(i)
+	if err != nil {
+		return fs.errno("setattr", err)
+	}
+	defer pfd.Close()
+	procName := strconv.Itoa(pfd.FD)
+	kill := fs.killpriv.Load() && in.Valid&fuse.FATTR_KILL_SUIDGID != 0
+
+	if mode, ok := in.GetMode(); ok {
+		if h != nil {
+			err = unix.Fchmod(h.FD, mode)
+		} else {
+			// chmod needs a real descriptor or a path; the magic link
+			// reaches the object itself.
+			err = unix.Fchmodat(fs.procFD, procName, mode, 0)
+		}
+		if err != nil {
+			return fs.errno("chmod", err)
+		}
+	}
+	if in.Valid&(fuse.FATTR_UID|fuse.FATTR_GID) != 0 {
+		uid, gid := -1, -1
+		if v, ok := in.GetUID(); ok {
+			uid = int(v)
+		}
+		if v, ok := in.GetGID(); ok {
+			gid = int(v)
+		}
+		err = unix.Fchownat(pfd.FD, "", uid, gid, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
+		if err != nil {
+			return fs.errno("chown", err)
+		}
+	}
+	if size, ok := in.GetSize(); ok {
+		if err := fs.truncate(i, h, int64(size), kill); err != nil {
+			return fs.errno("truncate", err)
+		}
+	}
+	if in.Valid&(fuse.FATTR_ATIME|fuse.FATTR_MTIME) != 0 {
+		ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+		if in.Valid&fuse.FATTR_ATIME_NOW != 0 {
+			ts[0].Nsec = unix.UTIME_NOW
+		} else if in.Valid&fuse.FATTR_ATIME != 0 {
+			ts[0] = unix.Timespec{Sec: int64(in.Atime), Nsec: int64(in.Atimensec)}
+		}
+		if in.Valid&fuse.FATTR_MTIME_NOW != 0 {
+			ts[1].Nsec = unix.UTIME_NOW
+		} else if in.Valid&fuse.FATTR_MTIME != 0 {
+			ts[1] = unix.Timespec{Sec: int64(in.Mtime), Nsec: int64(in.Mtimensec)}
+		}
+		// AT_EMPTY_PATH works on O_PATH descriptors and on symlinks
+		// themselves, so no handle or magic link is needed.
+		if err := unix.UtimesNanoAt(pfd.FD, "", ts[:], unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fs.errno("utimens", err)
+		}
+	}
+	return fs.getAttr(i, out)
+}
+
+// truncate sets the size through the handle when the guest gave one, else
+// through a descriptor opened for writing.
+func (fs *FS) truncate(i *inodestore.Inode, h *inodestore.Handle, size int64, kill bool) error {
+	if size < 0 {
+		return unix.EINVAL
+	}
+	fd := -1
+	if h != nil {
+		fd = h.FD
+	} else {
+		if i.IsDir() {
+			return unix.EISDIR
+		}
+		if !i.IsRegular() {
+			return unix.EINVAL
+		}
+		var err error
+		if fd, err = fs.store.Open(i, unix.O_WRONLY|unix.O_NONBLOCK); err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+	}
+	return fs.maybeKillPriv(kill, func() error { return unix.Ftruncate(fd, size) })
+}
+
+// Readlink reads the target of a symlink.
+func (fs *FS) Readlink(r *fuseproto.Request, dst []byte) (int, syscall.Errno) {
+	i, errno := fs.inode(r.Node())
+	if errno != 0 {
+		return 0, errno
+	}
+	defer fs.put(i)
+	if !i.IsSymlink() {
+		return 0, syscall.EINVAL
+	}
+	pfd, err := fs.store.PathFD(i)
+	if err != nil {
+		return 0, fs.errno("readlink", err)
+	}
+	defer pfd.Close()
+	n, err := unix.Readlinkat(pfd.FD, "", dst)
+	if err != nil {
+		return 0, fs.errno("readlink", err)
+	}
+	if n == len(dst) {
+		return 0, syscall.ENAMETOOLONG // possibly cut short
+	}
+	return n, 0
+}
+
+// Access checks the caller's permission the way virtiofsd does: against the
+// mode bits and owner of the object, with root allowed everything but
+// executing a file nobody may execute. The request's uid and gid are the
+// real ones (ACCESS is the one call that carries real ids).
+func (fs *FS) Access(r *fuseproto.Request, in *fuse.AccessIn) syscall.Errno {
+	i, errno := fs.inode(r.Node())
+	if errno != 0 {
+		return errno
+	}
+	defer fs.put(i)
+	pfd, err := fs.store.PathFD(i)
+	if err != nil {
+		return fs.errno("access", err)
+	}
+	defer pfd.Close()
+	var stx unix.Statx_t
+	if err := statxFD(pfd.FD, &stx); err != nil {
+		return fs.errno("access", err)
+	}
+	mask := in.Mask
+	if mask == unix.F_OK {
+		return 0
+	}
+	if mask&unix.W_OK != 0 && fs.opts.Readonly {
+		return syscall.EROFS
+	}
+	mode := uint32(stx.Mode)
+	uid, gid := r.Header.Uid, r.Header.Gid
+	if uid == 0 {
+		if mask&unix.X_OK != 0 && mode&0o111 == 0 && mode&unix.S_IFMT != unix.S_IFDIR {
+			return syscall.EACCES
+		}
+		return 0
+	}
+	var bits uint32
+	switch {
+	case uid == stx.Uid:
+		bits = mode >> 6
+	case gid == stx.Gid:
+		bits = mode >> 3
+	default:
+		bits = mode
+	}
+	if mask&^(bits&7) != 0 {
+		return syscall.EACCES
+	}
+	return 0
+}
+
+// StatFs describes the filesystem holding the node.
+func (fs *FS) StatFs(r *fuseproto.Request, out *fuse.StatfsOut) syscall.Errno {
+	i, errno := fs.inode(r.Node())
+	if errno != 0 {
+		return errno
+	}
+	defer fs.put(i)
+	pfd, err := fs.store.PathFD(i)
+	if err != nil {
+		return fs.errno("statfs", err)
+	}
+	defer pfd.Close()
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(pfd.FD, &st); err != nil {
+		return fs.errno("statfs", err)
+	}
+	*out = fuse.StatfsOut{
+		Blocks:  st.Blocks,
+		Bfree:   st.Bfree,
+		Bavail:  st.Bavail,
+		Files:   st.Files,
+		Ffree:   st.Ffree,
+		Bsize:   uint32(st.Bsize),
+		NameLen: uint32(st.Namelen),
+		Frsize:  uint32(st.Frsize),
+	}
+	return 0
+}
+
+// SyncFS flushes the filesystem holding the shared directory.
+func (fs *FS) SyncFS(r *fuseproto.Request) syscall.Errno {
+	fd, err := fs.store.Open(fs.store.Root(), unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fs.errno("syncfs", err)
+	}
+	defer unix.Close(fd)
+	return fs.errno("syncfs", unix.Syncfs(fd))
+}

@@ -1,0 +1,203 @@
+package passthrough
+
+import (
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/inodestore"
+)
+
+// Extended attributes are read and written with the *xattrat system calls
+// (Linux 6.13) relative to /proc/self/fd, following the magic link: that
+// reaches the object itself, symlinks and device nodes included, without
+// opening it and without a path. Older kernels lack them; there the
+// attributes of regular files and directories go through an opened
+// descriptor, and other file types get EOPNOTSUPP.
+
+// System call numbers of the *xattrat family, the same on every
+// architecture (they are newer than the unified numbering).
+const (
+	sysSetxattrat    = 463
+	sysGetxattrat    = 464
+	sysListxattrat   = 465
+	sysRemovexattrat = 466
+)
+
+// xattrArgs is the kernel's struct xattr_args.
+type xattrArgs struct {
+	value uint64
+	size  uint32
+	flags uint32
+}
+
+var noXattrat atomic.Bool
+
+// xattrTarget is an object whose extended attributes one request works
+// on, either by magic-link name or by an opened descriptor.
+type xattrTarget struct {
+	fs      *FS
+	pfd     inodestore.PathFD
+	name    []byte // "N\x00", the O_PATH descriptor's name in /proc/self/fd
+	openFD  int    // -1 unless the fallback opened the object
+	regOrDi bool
+}
+
+func (fs *FS) xattrTarget(r *fuseproto.Request, write bool) (*xattrTarget, *inodestore.Inode, syscall.Errno) {
+	if !fs.opts.Xattr {
+		return nil, nil, syscall.ENOSYS // the kernel stops asking
+	}
+	if write && fs.opts.Readonly {
+		return nil, nil, syscall.EROFS
+	}
+	i, errno := fs.inode(r.Node())
+	if errno != 0 {
+		return nil, nil, errno
+	}
+	pfd, err := fs.store.PathFD(i)
+	if err != nil {
+		fs.put(i)
+		return nil, nil, fs.errno("xattr", err)
+	}
+	t := &xattrTarget{fs: fs, pfd: pfd, name: append(strconv.AppendInt(nil, int64(pfd.FD), 10), 0), openFD: -1,
+		regOrDi: i.IsRegular() || i.IsDir()}
+	if noXattrat.Load() {
+		if errno := t.openFallback(i); errno != 0 {
+			t.close()
+			fs.put(i)
+			return nil, nil, errno
+		}
+	}
+	return t, i, 0
+}
+
+func (t *xattrTarget) openFallback(i *inodestore.Inode) syscall.Errno {
+	if !t.regOrDi {
+		return syscall.EOPNOTSUPP
+	}
+	fd, err := t.fs.store.Open(i, unix.O_RDONLY|unix.O_NONBLOCK)
+	if err != nil {
+		return t.fs.errno("xattr open", err)
+	}
+	t.openFD = fd
+	return 0
+}
+
+func (t *xattrTarget) close() {
+	if t.openFD >= 0 {
+		unix.Close(t.openFD)
+	}
+	t.pfd.Close()
+}
+
+// call runs the *xattrat form, switching to the fallback for good when the
+// kernel does not have it.
+func (t *xattrTarget) call(i *inodestore.Inode, at func() (int, error), fallback func(fd int) (int, error)) (int, error) {
+	if t.openFD < 0 {
+		n, err := at()
+		if err != unix.ENOSYS {
+			return n, err
+		}
+		noXattrat.Store(true)
+		if errno := t.openFallback(i); errno != 0 {
+			return 0, errno
+		}
+	}
+	return fallback(t.openFD)
+}
+
+func cstr(s string) []byte { return append([]byte(s), 0) }
+
+func bufPtr(b []byte) uintptr {
+	if len(b) == 0 {
+		return 0
+	}
+	return uintptr(unsafe.Pointer(&b[0]))
+}
+
+// GetXAttr reads one attribute.
+func (fs *FS) GetXAttr(r *fuseproto.Request, name string, dst []byte) (int, syscall.Errno) {
+	t, i, errno := fs.xattrTarget(r, false)
+	if errno != 0 {
+		return 0, errno
+	}
+	defer fs.put(i)
+	defer t.close()
+	cname := cstr(name)
+	n, err := t.call(i, func() (int, error) {
+		args := xattrArgs{value: uint64(bufPtr(dst)), size: uint32(len(dst))}
+		r1, _, e := unix.Syscall6(sysGetxattrat, uintptr(fs.procFD), uintptr(unsafe.Pointer(&t.name[0])), 0,
+			uintptr(unsafe.Pointer(&cname[0])), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
+		return errnoResult(r1, e)
+	}, func(fd int) (int, error) { return unix.Fgetxattr(fd, name, dst) })
+	if err != nil {
+		return 0, fs.errno("getxattr", err)
+	}
+	return n, 0
+}
+
+// ListXAttr lists the attribute names.
+func (fs *FS) ListXAttr(r *fuseproto.Request, dst []byte) (int, syscall.Errno) {
+	t, i, errno := fs.xattrTarget(r, false)
+	if errno != 0 {
+		return 0, errno
+	}
+	defer fs.put(i)
+	defer t.close()
+	n, err := t.call(i, func() (int, error) {
+		r1, _, e := unix.Syscall6(sysListxattrat, uintptr(fs.procFD), uintptr(unsafe.Pointer(&t.name[0])), 0,
+			bufPtr(dst), uintptr(len(dst)), 0)
+		return errnoResult(r1, e)
+	}, func(fd int) (int, error) { return unix.Flistxattr(fd, dst) })
+	if err != nil {
+		return 0, fs.errno("listxattr", err)
+	}
+	return n, 0
+}
+
+// SetXAttr sets one attribute.
+func (fs *FS) SetXAttr(r *fuseproto.Request, in *fuse.SetXAttrIn, name string, value []byte) syscall.Errno {
+	t, i, errno := fs.xattrTarget(r, true)
+	if errno != 0 {
+		return errno
+	}
+	defer fs.put(i)
+	defer t.close()
+	cname := cstr(name)
+	_, err := t.call(i, func() (int, error) {
+		args := xattrArgs{value: uint64(bufPtr(value)), size: uint32(len(value)), flags: in.Flags}
+		r1, _, e := unix.Syscall6(sysSetxattrat, uintptr(fs.procFD), uintptr(unsafe.Pointer(&t.name[0])), 0,
+			uintptr(unsafe.Pointer(&cname[0])), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
+		return errnoResult(r1, e)
+	}, func(fd int) (int, error) { return 0, unix.Fsetxattr(fd, name, value, int(in.Flags)) })
+	return fs.errno("setxattr", err)
+}
+
+// RemoveXAttr removes one attribute.
+func (fs *FS) RemoveXAttr(r *fuseproto.Request, name string) syscall.Errno {
+	t, i, errno := fs.xattrTarget(r, true)
+	if errno != 0 {
+		return errno
+	}
+	defer fs.put(i)
+	defer t.close()
+	cname := cstr(name)
+	_, err := t.call(i, func() (int, error) {
+		r1, _, e := unix.Syscall6(sysRemovexattrat, uintptr(fs.procFD), uintptr(unsafe.Pointer(&t.name[0])), 0,
+			uintptr(unsafe.Pointer(&cname[0])), 0, 0)
+		return errnoResult(r1, e)
+	}, func(fd int) (int, error) { return 0, unix.Fremovexattr(fd, name) })
+	return fs.errno("removexattr", err)
+}
+
+func errnoResult(r1 uintptr, e syscall.Errno) (int, error) {
+	if e != 0 {
+		return 0, e
+	}
+	return int(r1), nil
+}
