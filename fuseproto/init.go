@@ -63,7 +63,11 @@ func doInit(c *call) syscall.Errno {
 		kernelFlags = in.Flags64()
 	}
 
+	// The filesystem sees the negotiated version and our limits, and may
+	// lower the limits.
 	*out = fuse.InitOut{
+		Major:        KernelMajor,
+		Minor:        minor,
 		MaxReadAhead: in.MaxReadAhead,
 		MaxWrite:     s.maxWrite,
 		MaxPages:     s.maxPages(),

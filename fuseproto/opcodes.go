@@ -199,7 +199,7 @@ func argSize[T any]() int {
 // opTable is the single source of truth about every opcode the request layer
 // knows. Opcodes without an entry (handler == nil) are answered with ENOSYS.
 var opTable = [opcodeCount]opInfo{
-	opInit:    {name: "INIT", argSize: initInMinSize, handler: doInit},
+	opInit:    {name: "INIT", argSize: initInMinSize, outSize: initOutSize, handler: doInit},
 	opDestroy: {name: "DESTROY", handler: doDestroy},
 
 	opLookup:      {name: "LOOKUP", names: [2]nameKind{nameLookup}, outSize: entryOutSize, handler: doLookup},

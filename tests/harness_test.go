@@ -346,3 +346,20 @@ func runFerryfs(t *testing.T, args ...string) cmdResult {
 	}
 	return res
 }
+
+// tmpfsDir mounts a fresh tmpfs on a temporary directory, unmounted when the
+// test ends (after any daemon started later has stopped).
+func tmpfsDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=256m,mode=0755"); err != nil {
+		t.Fatalf("mounting tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmounting tmpfs %s: %v", dir, err)
+			_ = unix.Unmount(dir, unix.MNT_DETACH)
+		}
+	})
+	return dir
+}

@@ -1,0 +1,60 @@
+package fuseproto
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRequestLogging(t *testing.T) {
+	var buf bytes.Buffer
+	fs := &fakeFS{quiet: true}
+	s := NewServer(fs, ServerOptions{Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	s.SetSession(testSession())
+	serve(t, s, request(opGetattr, 3, make([]byte, 16)), 4096)
+	serve(t, s, request(opMkdir, 3, make([]byte, 8), cstr(".")), 4096)
+	logs := buf.String()
+	for _, want := range []string{
+		`level=DEBUG msg="FUSE request" op=GETATTR node=3 unique=20015998343868 errno=0`,
+		`level=WARN msg="malformed FUSE request" op=MKDIR node=3 unique=20015998343868 error="name 0: \".\" cannot be created or removed: invalid argument"`,
+		`level=DEBUG msg="FUSE request" op=MKDIR node=3 unique=20015998343868 errno=22`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks\n%s\ngot:\n%s", want, logs)
+		}
+	}
+}
+
+func TestWarningsRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	s := NewServer(&fakeFS{quiet: true}, ServerOptions{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	s.SetSession(testSession())
+	bad := request(opLookup, 1, []byte("unterminated"))
+	for range 10 * warnBurst {
+		serve(t, s, bad, 4096)
+	}
+	if n := strings.Count(buf.String(), "malformed FUSE request"); n != warnBurst {
+		t.Errorf("%d warnings logged, want the burst of %d", n, warnBurst)
+	}
+}
+
+func TestWarnLimiter(t *testing.T) {
+	var l warnLimiter
+	now := time.Unix(1000, 0)
+	for i := range warnBurst {
+		if ok, _ := l.allow(now); !ok {
+			t.Fatalf("warning %d refused within the burst", i)
+		}
+	}
+	for range 5 {
+		if ok, _ := l.allow(now.Add(500 * time.Millisecond)); ok {
+			t.Fatal("warning allowed past the burst")
+		}
+	}
+	ok, suppressed := l.allow(now.Add(time.Second))
+	if !ok || suppressed != 5 {
+		t.Errorf("next window: allowed %v, suppressed %d, want true, 5", ok, suppressed)
+	}
+}
