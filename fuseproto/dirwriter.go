@@ -95,3 +95,11 @@ func putDirent(b []byte, name string, ino uint64, mode uint32, off uint64) {
 	n := copy(b[direntHeaderSize:], name)
 	clear(b[direntHeaderSize+n:])
 }
+
+// NewDirWriter returns a DirWriter that fills buf. The request layer makes
+// its own for each READDIR; this is for code that drives a FileSystem
+// directly, such as a filesystem's own tests.
+func NewDirWriter(buf []byte) *DirWriter { return &DirWriter{buf: buf} }
+
+// Bytes returns the entries encoded so far.
+func (w *DirWriter) Bytes() []byte { return w.buf[:w.n] }
