@@ -37,7 +37,12 @@ func doInit(c *call) syscall.Errno {
 	s.initMu.Lock()
 	defer s.initMu.Unlock()
 	if s.session.Load() != nil {
-		return c.reject(badRequest(syscall.EIO, "INIT on an initialized connection"))
+		// A guest that reboots (or whose driver is reloaded) starts over
+		// with INIT on the same device and never sends DESTROY: drop
+		// what the old session held, as virtiofsd does, and start anew.
+		s.log.Info("INIT on a live session: the guest started over; dropping the old session")
+		s.fs.Destroy()
+		s.session.Store(nil)
 	}
 	// fuse_init_in grew with 7.36; copy whatever the kernel sent, up to
 	// the size we know.
@@ -126,6 +131,17 @@ func doInit(c *call) syscall.Errno {
 		slog.Uint64("max_write", uint64(sess.MaxWrite)),
 		slog.Uint64("max_pages", uint64(sess.MaxPages)))
 	return 0
+}
+
+// Reset ends the session as DESTROY would, for a device reset that the
+// guest does not announce (VHOST_USER_RESET_DEVICE).
+func (s *Server) Reset() {
+	s.initMu.Lock()
+	defer s.initMu.Unlock()
+	if s.session.Load() != nil {
+		s.fs.Destroy()
+		s.session.Store(nil)
+	}
 }
 
 // doDestroy serves FUSE_DESTROY. The session ends with it: virtio-fs sends

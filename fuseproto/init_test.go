@@ -176,16 +176,29 @@ func TestInitFilesystemError(t *testing.T) {
 	}
 }
 
+// TestInitTwice is a guest that reboots: a new INIT without DESTROY ends the
+// old session (the filesystem forgets what it held) and starts a new one.
 func TestInitTwice(t *testing.T) {
 	fs := &fakeFS{}
 	s := newInitServer(fs, 0)
 	decodeInitOut(t, serve(t, s, initRequest(7, 41, kernelFlags), 4096))
-	first, _ := s.Session()
-	if r := serve(t, s, initRequest(7, 30, fuse.CAP_ASYNC_READ), 4096); r.errno() != syscall.EIO {
-		t.Errorf("second INIT: errno %v, want EIO", r.errno())
+	decodeInitOut(t, serve(t, s, initRequest(7, 30, fuse.CAP_ASYNC_READ), 4096))
+	if fs.destroyed != 1 {
+		t.Errorf("Destroy called %d times, want 1", fs.destroyed)
 	}
-	if sess, _ := s.Session(); sess != first {
-		t.Errorf("second INIT changed the session: %+v, was %+v", sess, first)
+	if sess, _ := s.Session(); sess.Minor != 30 {
+		t.Errorf("session after the second INIT: %+v", sess)
+	}
+}
+
+func TestReset(t *testing.T) {
+	fs := &fakeFS{}
+	s := newInitServer(fs, 0)
+	s.Reset() // before INIT: nothing to drop
+	decodeInitOut(t, serve(t, s, initRequest(7, 41, kernelFlags), 4096))
+	s.Reset()
+	if _, ok := s.Session(); ok || fs.destroyed != 1 {
+		t.Errorf("after Reset: session %v, Destroy called %d times", ok, fs.destroyed)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ferryfs/ferryfs/fusedev"
 	"github.com/ferryfs/ferryfs/fuseproto"
@@ -31,6 +32,12 @@ const lowGuestFDs = 128
 
 // mountFlags is the command line of "ferryfs mount" as cobra parsed it.
 type mountFlags struct {
+	fsFlags
+}
+
+// fsFlags are the flags that configure the file system and the process,
+// the same for the virtio-fs daemon and for "ferryfs mount".
+type fsFlags struct {
 	sharedDir        string
 	cache            string
 	writeback        bool
@@ -52,6 +59,11 @@ type mountFlags struct {
 // mountConfig is a validated mountFlags.
 type mountConfig struct {
 	mountpoint string
+	fsConfig
+}
+
+// fsConfig is a validated fsFlags.
+type fsConfig struct {
 	// fs lacks MaxGuestFDs and Logger, which are known only at run time.
 	fs           passthrough.Options
 	rlimitNofile uint64
@@ -85,6 +97,12 @@ when someone else unmounts MOUNTPOINT. It needs root (CAP_SYS_ADMIN).`,
 	}
 	fl := cmd.Flags()
 	fl.SortFlags = false
+	f.register(fl, "number of workers serving requests from /dev/fuse (0 means one)")
+	return cmd
+}
+
+// register adds the file system flags to fl.
+func (f *fsFlags) register(fl *pflag.FlagSet, poolHelp string) {
 	fl.StringVar(&f.sharedDir, "shared-dir", "", "shared directory path (required)")
 	fl.StringVar(&f.cache, "cache", "auto", "the caching policy the file system should use (auto, always, never, metadata)")
 	fl.BoolVar(&f.writeback, "writeback", false, "enable writeback cache")
@@ -96,9 +114,8 @@ when someone else unmounts MOUNTPOINT. It needs root (CAP_SYS_ADMIN).`,
 	fl.BoolVar(&f.xattr, "xattr", false, "enable support for extended attributes")
 	fl.StringVar(&f.inodeFileHandles, "inode-file-handles", "prefer", "when to use file handles to reference inodes instead of O_PATH file descriptors (never, prefer, mandatory)")
 	fl.Uint64Var(&f.rlimitNofile, "rlimit-nofile", fdlimit.Default(), "set maximum number of file descriptors (0 leaves rlimit unchanged); the default, min(1000000, /proc/sys/fs/nr_open), only ever raises it")
-	fl.IntVar(&f.threadPoolSize, "thread-pool-size", defaultWorkers(), "number of workers serving requests from /dev/fuse (0 means one)")
+	fl.IntVar(&f.threadPoolSize, "thread-pool-size", defaultWorkers(), poolHelp)
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level (error, warn, info, debug, trace, off)")
-	return cmd
 }
 
 // config validates the flags and the arguments.
@@ -111,7 +128,14 @@ func (f *mountFlags) config(args []string) (mountConfig, error) {
 		return cfg, errors.New("MOUNTPOINT must not be empty")
 	}
 	cfg.mountpoint = args[0]
+	fc, err := f.fsFlags.config()
+	cfg.fsConfig = fc
+	return cfg, err
+}
 
+// config validates the file system flags.
+func (f *fsFlags) config() (fsConfig, error) {
+	var cfg fsConfig
 	if f.sharedDir == "" {
 		return cfg, errors.New("--shared-dir is required")
 	}
@@ -170,25 +194,11 @@ func runMount(ctx context.Context, unhandle func(), cfg mountConfig, stderr io.W
 	log := newLogger(stderr, cfg.logLevel)
 	slog.SetDefault(log)
 
-	limit, err := setRlimit(cfg.rlimitNofile, cfg.rlimitExact)
+	pfs, err := openFS(cfg.fsConfig, log)
 	if err != nil {
 		return err
-	}
-	if !cfg.rlimitExact && limit < cfg.rlimitNofile {
-		log.Warn("could not raise the open file limit as far as wanted", "limit", limit, "wanted", cfg.rlimitNofile)
 	}
 	opts := cfg.fs
-	opts.MaxGuestFDs = fdlimit.Budget(limit)
-	opts.Logger = log
-	if opts.MaxGuestFDs < lowGuestFDs {
-		log.Warn("open file limit is very small", "limit", limit, "guest_fds", opts.MaxGuestFDs)
-	}
-	log.Debug("file descriptor limits", "rlimit_nofile", limit, "guest_fds", opts.MaxGuestFDs)
-
-	pfs, err := passthrough.New(opts)
-	if err != nil {
-		return err
-	}
 	defer pfs.Close()
 	srv := fuseproto.NewServer(pfs, fuseproto.ServerOptions{Logger: log})
 

@@ -19,14 +19,14 @@ func TestMountConfig(t *testing.T) {
 	}
 	// valid returns flags as the command's defaults leave them.
 	valid := func() mountFlags {
-		return mountFlags{
+		return mountFlags{fsFlags{
 			sharedDir:        dir,
 			cache:            "auto",
 			inodeFileHandles: "prefer",
 			rlimitNofile:     1_000_000,
 			threadPoolSize:   4,
 			logLevel:         "info",
-		}
+		}}
 	}
 	tests := []struct {
 		name    string

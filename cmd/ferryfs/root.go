@@ -26,9 +26,11 @@ func versionString() string {
 // newRootCmd returns the ferryfs command tree.
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:   "ferryfs",
 		Short: "ferryfs is a virtio-fs back-end daemon",
-		Long: `ferryfs serves a host directory to a guest over virtio-fs.
+		Use:   "ferryfs --socket-path=PATH --shared-dir=DIR [flags]",
+		Long: `ferryfs serves a host directory to a guest over virtio-fs: QEMU connects to
+the vhost-user socket and the guest mounts the directory with
+"mount -t virtiofs TAG /mnt". It takes virtiofsd's flags.
 
 "ferryfs mount" serves it on a local FUSE mount instead, with the same
 options, which is handy for trying the file system without a virtual machine.`,
@@ -43,6 +45,10 @@ options, which is handy for trying the file system without a virtual machine.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())
 	})
+	var df daemonFlags
+	df.register(root)
+	root.RunE = daemonRunE(&df)
+	root.Args = cobra.ArbitraryArgs
 	root.AddCommand(newMountCmd())
 	return root
 }

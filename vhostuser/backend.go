@@ -1,0 +1,555 @@
+package vhostuser
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/guestmem"
+	"github.com/ferryfs/ferryfs/virtqueue"
+)
+
+// Options configures a Backend.
+type Options struct {
+	// Workers is how many goroutines serve chains concurrently; 0 picks a
+	// default.
+	Workers int
+	// Logger receives the back-end's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Backend serves one vhost-user connection for a Device.
+type Backend struct {
+	dev  Device
+	opts Options
+	log  *slog.Logger
+	conn *conn
+
+	features    uint64 // acknowledged by SET_FEATURES
+	protocol    uint64 // acknowledged by SET_PROTOCOL_FEATURES
+	gotProtocol bool
+	mem         guestmem.Table
+	vrings      []*vring
+	jobs        chan *job
+	jobPool     sync.Pool
+	workersDone sync.WaitGroup
+	chainWarn   rateLimit
+}
+
+// job is one chain on its way to a worker.
+type job struct {
+	ring  *vring
+	chain virtqueue.Chain
+}
+
+// New returns a back-end for dev.
+func New(dev Device, opts Options) *Backend {
+	if opts.Workers <= 0 {
+		opts.Workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	b := &Backend{dev: dev, opts: opts, log: log}
+	b.jobPool.New = func() any { return new(job) }
+	for i := 0; i < dev.Queues(); i++ {
+		b.vrings = append(b.vrings, newVring(i, log))
+	}
+	return b
+}
+
+// offeredFeatures are the virtio features we offer.
+func (b *Backend) offeredFeatures() uint64 {
+	return FeatureVersion1 | FeatureIndirectDesc | FeatureEventIdx | FeatureProtocolFeatures |
+		FeatureNotifyOnEmpty | b.dev.Features()
+}
+
+// offeredProtocol are the protocol features we offer.
+func (b *Backend) offeredProtocol() uint64 {
+	p := uint64(ProtocolMQ | ProtocolReplyAck | ProtocolConfigureMemSlots | ProtocolResetDevice)
+	if b.dev.Config() != nil {
+		p |= ProtocolConfig
+	}
+	return p
+}
+
+// Serve handles the connection on fd (a connected unix stream socket, which
+// Serve closes) until the front-end disconnects, which returns nil, or
+// breaks the protocol, which returns an error saying how. Either way every
+// ring is stopped and the guest memory unmapped before it returns.
+func (b *Backend) Serve(fd int) error {
+	b.conn = newConn(fd)
+	b.jobs = make(chan *job, 4*b.opts.Workers)
+	for i := 0; i < b.opts.Workers; i++ {
+		b.workersDone.Add(1)
+		go b.worker()
+	}
+	defer func() {
+		for _, v := range b.vrings {
+			v.stop()
+			v.closeFDs()
+		}
+		close(b.jobs)
+		b.workersDone.Wait()
+		b.mem.Store(nil).Unmap()
+		unix.Close(fd)
+	}()
+	for {
+		m, err := b.conn.read()
+		if errors.Is(err, errClosed) {
+			b.log.Info("front-end disconnected")
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("vhost-user: %w", err)
+		}
+		if err := b.handle(m); err != nil {
+			return fmt.Errorf("vhost-user: %w", err)
+		}
+	}
+}
+
+func (b *Backend) worker() {
+	defer b.workersDone.Done()
+	for j := range b.jobs {
+		v := j.ring
+		n := b.dev.Serve(v.index, &j.chain)
+		if v.q.Push(&j.chain, n) {
+			v.signal()
+		}
+		v.inflight.Done()
+		b.putJob(j)
+	}
+}
+
+func (b *Backend) getJob(v *vring) *job {
+	j := b.jobPool.Get().(*job)
+	j.ring = v
+	return j
+}
+
+func (b *Backend) putJob(j *job) {
+	j.ring = nil
+	b.jobPool.Put(j)
+}
+
+func (b *Backend) warnChain(queue int, err error) {
+	if b.chainWarn.allow(time.Now()) {
+		b.log.Warn("refused a malformed descriptor chain", "queue", queue, "err", err)
+	}
+}
+
+// requestError is a failed request that leaves the connection usable: the
+// front-end hears of it through REPLY_ACK when it asked, otherwise it is
+// only logged.
+type requestError struct{ err error }
+
+func (e requestError) Error() string { return e.err.Error() }
+func (e requestError) Unwrap() error { return e.err }
+
+func reqErr(format string, args ...any) error { return requestError{fmt.Errorf(format, args...)} }
+
+// handle serves one message. A returned error ends the connection.
+func (b *Backend) handle(m *message) error {
+	b.log.Debug("vhost-user message", "req", m.req.String(), "size", len(m.payload), "fds", len(m.fds))
+	replied, err := b.dispatch(m)
+	closeFDs(m.fds) // whatever dispatch did not keep (it sets kept ones to -1)
+	var rerr requestError
+	if errors.As(err, &rerr) {
+		b.log.Warn("vhost-user request failed", "req", m.req.String(), "err", rerr.err)
+	} else if err != nil {
+		return fmt.Errorf("%v: %w", m.req, err)
+	}
+	if m.needReply() && b.protocol&ProtocolReplyAck != 0 && !replied {
+		var status uint64
+		if err != nil {
+			status = 1
+		}
+		return b.conn.replyU64(m.req, status)
+	}
+	return nil
+}
+
+// takeFD removes the one descriptor m carries from m.fds and returns it.
+func takeFD(m *message) (int, error) {
+	if len(m.fds) != 1 {
+		return -1, fmt.Errorf("%d file descriptors, want 1", len(m.fds))
+	}
+	fd := m.fds[0]
+	m.fds = nil
+	return fd, nil
+}
+
+// ring returns the ring an index names.
+func (b *Backend) ring(index uint32) (*vring, error) {
+	if index >= uint32(len(b.vrings)) {
+		return nil, fmt.Errorf("queue index %d out of range (%d queues)", index, len(b.vrings))
+	}
+	return b.vrings[index], nil
+}
+
+// dispatch serves m and reports whether it already sent the reply.
+func (b *Backend) dispatch(m *message) (replied bool, err error) {
+	switch m.req {
+	case GetFeatures:
+		return true, b.conn.replyU64(m.req, b.offeredFeatures())
+	case SetFeatures:
+		f, err := m.u64()
+		if err != nil {
+			return false, err
+		}
+		if extra := f &^ b.offeredFeatures(); extra != 0 {
+			return false, fmt.Errorf("front-end acknowledged features %#x we did not offer", extra)
+		}
+		b.features = f
+		if f&FeatureProtocolFeatures == 0 {
+			// Without protocol features rings start enabled.
+			for _, v := range b.vrings {
+				v.enabled.Store(true)
+			}
+		}
+		return false, nil
+	case GetProtocolFeatures:
+		return true, b.conn.replyU64(m.req, b.offeredProtocol())
+	case SetProtocolFeatures:
+		p, err := m.u64()
+		if err != nil {
+			return false, err
+		}
+		if extra := p &^ b.offeredProtocol(); extra != 0 {
+			return false, fmt.Errorf("front-end acknowledged protocol features %#x we did not offer", extra)
+		}
+		b.protocol, b.gotProtocol = p, true
+		return false, nil
+	case SetOwner:
+		return false, nil
+	case ResetOwner, ResetDevice:
+		b.reset()
+		return false, nil
+	case GetQueueNum:
+		return true, b.conn.replyU64(m.req, uint64(len(b.vrings)))
+	case GetMaxMemSlots:
+		return true, b.conn.replyU64(m.req, maxMemSlots)
+	case SetMemTable:
+		return false, b.setMemTable(m)
+	case AddMemReg:
+		return false, b.addMemReg(m)
+	case RemMemReg:
+		return false, b.remMemReg(m)
+	case SetVringNum:
+		return false, b.setVringNum(m)
+	case SetVringAddr:
+		return false, b.setVringAddr(m)
+	case SetVringBase:
+		return false, b.setVringBase(m)
+	case GetVringBase:
+		return true, b.getVringBase(m)
+	case SetVringKick, SetVringCall, SetVringErr:
+		return false, b.setVringFD(m)
+	case SetVringEnable:
+		index, num, err := m.vringState()
+		if err != nil {
+			return false, err
+		}
+		v, err := b.ring(index)
+		if err != nil {
+			return false, err
+		}
+		if num > 1 {
+			return false, fmt.Errorf("enable value %d", num)
+		}
+		v.enabled.Store(num == 1)
+		v.wake()
+		return false, nil
+	case GetConfig:
+		return true, b.getConfig(m)
+	case SetConfig:
+		return false, reqErr("the device's configuration space is read-only")
+	default:
+		return false, fmt.Errorf("unsupported message")
+	}
+}
+
+// reset stops every ring and drops the device's state.
+func (b *Backend) reset() {
+	for _, v := range b.vrings {
+		v.stop()
+		v.closeFDs()
+		v.num, v.addrSet, v.base = 0, false, 0
+		v.enabled.Store(b.features&FeatureProtocolFeatures == 0)
+	}
+	b.dev.Reset()
+}
+
+// replaceMemory installs a new memory table. Running rings point into the
+// old one, so they stop first and restart on the new table where they
+// left off; the old mappings go once nothing uses them.
+func (b *Backend) replaceMemory(build func(old *guestmem.Memory) (*guestmem.Memory, func(), error)) error {
+	var running []*vring
+	for _, v := range b.vrings {
+		if v.running() {
+			v.stop()
+			running = append(running, v)
+		}
+	}
+	old := b.mem.Load()
+	mem, cleanup, err := build(old)
+	if err == nil {
+		b.mem.Store(mem)
+		if cleanup != nil {
+			cleanup()
+		}
+	}
+	cur := b.mem.Load()
+	for _, v := range running {
+		if serr := v.start(b, cur); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	return err
+}
+
+func specsFrom(rs []region, fds []int) []guestmem.RegionSpec {
+	specs := make([]guestmem.RegionSpec, len(rs))
+	for i, r := range rs {
+		specs[i] = guestmem.RegionSpec{GuestAddr: r.guestAddr, Size: r.size, UserAddr: r.userAddr, MmapOffset: r.mmapOffset, FD: fds[i]}
+	}
+	return specs
+}
+
+func (b *Backend) setMemTable(m *message) error {
+	rs, err := m.memTable()
+	if err != nil {
+		return err
+	}
+	fds := m.fds
+	m.fds = nil // guestmem.Map owns them now
+	return b.replaceMemory(func(old *guestmem.Memory) (*guestmem.Memory, func(), error) {
+		mem, err := guestmem.Map(specsFrom(rs, fds))
+		if err != nil {
+			return nil, nil, err
+		}
+		return mem, old.Unmap, nil
+	})
+}
+
+func (b *Backend) addMemReg(m *message) error {
+	r, err := m.singleRegion()
+	if err != nil {
+		return err
+	}
+	fd, err := takeFD(m)
+	if err != nil {
+		return err
+	}
+	return b.replaceMemory(func(old *guestmem.Memory) (*guestmem.Memory, func(), error) {
+		spec := specsFrom([]region{r}, []int{fd})[0]
+		if old == nil {
+			mem, err := guestmem.Map([]guestmem.RegionSpec{spec})
+			return mem, nil, err
+		}
+		if old.Regions() >= maxMemSlots {
+			unix.Close(fd)
+			return nil, nil, fmt.Errorf("more than %d memory regions", maxMemSlots)
+		}
+		mem, err := old.With(spec)
+		return mem, nil, err
+	})
+}
+
+func (b *Backend) remMemReg(m *message) error {
+	r, err := m.singleRegion()
+	if err != nil {
+		return err
+	}
+	// A descriptor sent along is closed unused (the spec allows one for
+	// compatibility); handle closes whatever is left in m.fds.
+	return b.replaceMemory(func(old *guestmem.Memory) (*guestmem.Memory, func(), error) {
+		if old == nil {
+			return nil, nil, fmt.Errorf("no memory table")
+		}
+		mem, gone, err := old.Without(guestmem.RegionSpec{GuestAddr: r.guestAddr, Size: r.size, UserAddr: r.userAddr})
+		if err != nil {
+			return nil, nil, err
+		}
+		return mem, gone.Unmap, nil
+	})
+}
+
+func (b *Backend) stoppedRing(m *message) (*vring, uint32, error) {
+	index, num, err := m.vringState()
+	if err != nil {
+		return nil, 0, err
+	}
+	v, err := b.ring(index)
+	if err != nil {
+		return nil, 0, err
+	}
+	if v.running() {
+		return nil, 0, fmt.Errorf("queue %d is running", index)
+	}
+	return v, num, nil
+}
+
+func (b *Backend) setVringNum(m *message) error {
+	v, num, err := b.stoppedRing(m)
+	if err != nil {
+		return err
+	}
+	if num == 0 || num > virtqueue.MaxSize || num&(num-1) != 0 {
+		return fmt.Errorf("queue %d size %d is not a power of 2 up to %d", v.index, num, virtqueue.MaxSize)
+	}
+	v.num = num
+	return nil
+}
+
+func (b *Backend) setVringBase(m *message) error {
+	v, num, err := b.stoppedRing(m)
+	if err != nil {
+		return err
+	}
+	if num > 0xffff {
+		return fmt.Errorf("queue %d base %d out of range", v.index, num)
+	}
+	v.base = uint16(num)
+	return nil
+}
+
+func (b *Backend) setVringAddr(m *message) error {
+	a, err := m.vringAddr()
+	if err != nil {
+		return err
+	}
+	v, err := b.ring(a.index)
+	if err != nil {
+		return err
+	}
+	if a.flags&vringFLog != 0 {
+		return fmt.Errorf("queue %d: used ring logging asked for without VHOST_F_LOG_ALL support", a.index)
+	}
+	wasRunning := v.running()
+	v.stop()
+	v.addr, v.addrSet = a, true
+	if wasRunning {
+		return v.start(b, b.mem.Load())
+	}
+	return nil
+}
+
+func (b *Backend) getVringBase(m *message) error {
+	index, _, err := m.vringState()
+	if err != nil {
+		return err
+	}
+	v, err := b.ring(index)
+	if err != nil {
+		return err
+	}
+	// GET_VRING_BASE stops the ring: after the reply nothing more is
+	// written to guest memory for it.
+	v.stop()
+	if v.kickFD >= 0 {
+		unix.Close(v.kickFD)
+		v.kickFD = -1
+	}
+	var p [8]byte
+	binary.LittleEndian.PutUint32(p[0:], index)
+	binary.LittleEndian.PutUint32(p[4:], uint32(v.base))
+	return b.conn.reply(m.req, p[:])
+}
+
+// vringFDInvalid is the "no descriptor" bit of SET_VRING_KICK/CALL/ERR.
+const vringFDInvalid = 1 << 8
+
+func (b *Backend) setVringFD(m *message) error {
+	u, err := m.u64()
+	if err != nil {
+		return err
+	}
+	if u&^(vringFDInvalid|0xff) != 0 {
+		return fmt.Errorf("payload %#x has unknown bits", u)
+	}
+	v, err := b.ring(uint32(u & 0xff))
+	if err != nil {
+		return err
+	}
+	fd := -1
+	if u&vringFDInvalid == 0 {
+		if fd, err = takeFD(m); err != nil {
+			return err
+		}
+	} else if len(m.fds) != 0 {
+		return fmt.Errorf("invalid-descriptor flag set but %d descriptors sent", len(m.fds))
+	}
+	switch m.req {
+	case SetVringCall:
+		v.setCall(fd)
+		return nil
+	case SetVringErr:
+		if v.errFD >= 0 {
+			unix.Close(v.errFD)
+		}
+		v.errFD = fd
+		return nil
+	}
+	// SET_VRING_KICK (re)starts the ring.
+	if fd < 0 {
+		return fmt.Errorf("queue %d: polling instead of a kick descriptor is not supported", v.index)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("queue %d kick descriptor: %w", v.index, err)
+	}
+	v.stop()
+	if v.kickFD >= 0 {
+		unix.Close(v.kickFD)
+	}
+	v.kickFD = fd
+	mem := b.mem.Load()
+	if mem == nil {
+		return fmt.Errorf("queue %d kicked before a memory table", v.index)
+	}
+	return v.start(b, mem)
+}
+
+func (b *Backend) getConfig(m *message) error {
+	offset, size, err := m.configSpace()
+	if err != nil {
+		return err
+	}
+	cfg := b.dev.Config()
+	reply := make([]byte, 12+size)
+	copy(reply, m.payload[:12])
+	if cfg == nil || uint64(offset)+uint64(size) > uint64(len(cfg)) {
+		// A zero-length payload tells the front-end the read failed.
+		b.log.Warn("GET_CONFIG outside the configuration space", "offset", offset, "size", size)
+		return b.conn.reply(m.req, nil)
+	}
+	copy(reply[12:], cfg[offset:offset+size])
+	return b.conn.reply(m.req, reply)
+}
+
+// rateLimit lets through a burst of warnings a second, so a guest cannot
+// flood the host's logs.
+type rateLimit struct {
+	mu     sync.Mutex
+	second time.Time
+	count  int
+}
+
+func (r *rateLimit) allow(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.second) >= time.Second {
+		r.second, r.count = now, 0
+	}
+	r.count++
+	return r.count <= 20
+}

@@ -1,0 +1,214 @@
+package vhostuser
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/guestmem"
+	"github.com/ferryfs/ferryfs/virtqueue"
+)
+
+// vring is one queue's state as the front-end configures it, and the
+// goroutine that processes it once started.
+//
+// Configuration fields are only touched by the connection's goroutine. The
+// processing goroutine and the workers use q, call and enabled.
+type vring struct {
+	index int
+	log   *slog.Logger
+
+	num     uint32
+	addr    vringAddr
+	addrSet bool
+	base    uint16
+	kickFD  int // -1 when unset
+	errFD   int
+
+	enabled atomic.Bool
+
+	callMu sync.RWMutex
+	callFD int // protected by callMu; -1 when unset
+
+	// Set while the ring runs.
+	q        *virtqueue.Queue
+	wakeFD   int // eventfd that interrupts the processing goroutine
+	stopping atomic.Bool
+	done     chan struct{}
+	inflight sync.WaitGroup
+}
+
+func newVring(index int, log *slog.Logger) *vring {
+	return &vring{index: index, log: log, kickFD: -1, errFD: -1, callFD: -1, wakeFD: -1}
+}
+
+func (v *vring) running() bool { return v.q != nil }
+
+// signal interrupts the guest for this queue.
+func (v *vring) signal() {
+	v.callMu.RLock()
+	if v.callFD >= 0 {
+		var one [8]byte
+		binary.LittleEndian.PutUint64(one[:], 1)
+		// EAGAIN means the counter is saturated: the guest will be
+		// interrupted anyway.
+		unix.Write(v.callFD, one[:])
+	}
+	v.callMu.RUnlock()
+}
+
+func (v *vring) setCall(fd int) {
+	v.callMu.Lock()
+	old := v.callFD
+	v.callFD = fd
+	v.callMu.Unlock()
+	if old >= 0 {
+		unix.Close(old)
+	}
+}
+
+func (v *vring) wake() {
+	if v.wakeFD >= 0 {
+		var one [8]byte
+		binary.LittleEndian.PutUint64(one[:], 1)
+		unix.Write(v.wakeFD, one[:])
+	}
+}
+
+// start begins processing with memory mem; the ring must be fully
+// configured.
+func (v *vring) start(b *Backend, mem *guestmem.Memory) error {
+	if v.num == 0 || !v.addrSet || v.kickFD < 0 {
+		return nil // not configured yet; a later message starts it
+	}
+	toGuest := func(what string, uaddr, n uint64) (uint64, error) {
+		g, err := mem.UserToGuest(uaddr, n)
+		if err != nil {
+			return 0, fmt.Errorf("queue %d %s ring at user address %#x: %w", v.index, what, uaddr, err)
+		}
+		return g, nil
+	}
+	n := uint64(v.num)
+	desc, err := toGuest("descriptor", v.addr.desc, 16*n)
+	if err != nil {
+		return err
+	}
+	avail, err := toGuest("available", v.addr.avail, 6+2*n)
+	if err != nil {
+		return err
+	}
+	used, err := toGuest("used", v.addr.used, 6+8*n)
+	if err != nil {
+		return err
+	}
+	q, err := virtqueue.New(virtqueue.Config{
+		Size: uint16(v.num), DescAddr: desc, AvailAddr: avail, UsedAddr: used,
+		EventIdx: b.features&FeatureEventIdx != 0, Indirect: b.features&FeatureIndirectDesc != 0,
+		LastAvail: v.base,
+	}, mem)
+	if err != nil {
+		return fmt.Errorf("queue %d: %w", v.index, err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("queue %d: eventfd: %w", v.index, err)
+	}
+	v.q, v.wakeFD = q, wake
+	v.stopping.Store(false)
+	v.done = make(chan struct{})
+	go v.run(b)
+	v.log.Debug("queue started", "queue", v.index, "size", v.num, "base", v.base)
+	return nil
+}
+
+// stop ends processing, waits for the chains in flight to be returned and
+// keeps the position for a restart or GET_VRING_BASE.
+func (v *vring) stop() {
+	if !v.running() {
+		return
+	}
+	v.stopping.Store(true)
+	v.wake()
+	<-v.done
+	v.inflight.Wait()
+	v.base = v.q.LastAvail()
+	v.q = nil
+	unix.Close(v.wakeFD)
+	v.wakeFD = -1
+	v.log.Debug("queue stopped", "queue", v.index, "base", v.base)
+}
+
+// closeFDs releases the descriptors the front-end gave for this ring.
+func (v *vring) closeFDs() {
+	for _, fd := range []*int{&v.kickFD, &v.errFD} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+	v.setCall(-1)
+}
+
+// run takes chains off the ring until stopped, handing them to the
+// workers.
+func (v *vring) run(b *Backend) {
+	defer close(v.done)
+	fds := []unix.PollFd{{Fd: int32(v.kickFD), Events: unix.POLLIN}, {Fd: int32(v.wakeFD), Events: unix.POLLIN}}
+	var drain [8]byte
+	for !v.stopping.Load() {
+		if v.enabled.Load() {
+			if err := v.drainRing(b); err != nil {
+				v.log.Error("queue broken; no longer processing it", "queue", v.index, "err", err)
+				return
+			}
+		}
+		for k := range fds {
+			fds[k].Revents = 0
+		}
+		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+			v.log.Error("waiting for a kick", "queue", v.index, "err", err)
+			return
+		}
+		if fds[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 {
+			v.log.Error("kick descriptor failed", "queue", v.index)
+			return
+		}
+		unix.Read(v.kickFD, drain[:])
+		unix.Read(v.wakeFD, drain[:])
+	}
+}
+
+// drainRing hands every available chain to the workers, then asks the
+// driver for a kick for the next one.
+func (v *vring) drainRing(b *Backend) error {
+	for {
+		for !v.stopping.Load() {
+			j := b.getJob(v)
+			ok, err := v.q.Pop(&j.chain)
+			if err != nil || !ok {
+				b.putJob(j)
+				if err != nil {
+					return err
+				}
+				break
+			}
+			if j.chain.Err != nil {
+				b.warnChain(v.index, j.chain.Err)
+				if v.q.Push(&j.chain, 0) {
+					v.signal()
+				}
+				b.putJob(j)
+				continue
+			}
+			v.inflight.Add(1)
+			b.jobs <- j
+		}
+		if v.stopping.Load() || !v.q.ArmNotify() {
+			return nil
+		}
+	}
+}
