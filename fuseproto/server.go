@@ -305,7 +305,7 @@ func (s *Server) dispatch(c *call) syscall.Errno {
 	if err := c.parseArgs(sess); err != nil {
 		return c.reject(err)
 	}
-	if c.op.outSize > c.payloadCap() {
+	if c.replies && c.op.outSize > c.payloadCap() {
 		return c.reject(badRequest(syscall.EIO, "%d-byte reply in %d bytes of out buffer", c.op.outSize, c.payloadCap()))
 	}
 	return c.op.handler(c)
