@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/fuseproto"
@@ -22,18 +25,53 @@ import (
 )
 
 // daemonFlags is the command line of the virtio-fs daemon (ferryfs with no
-// subcommand), spelled as virtiofsd spells it.
+// subcommand): virtiofsd 1.13's, spelled as virtiofsd spells it.
 type daemonFlags struct {
 	fsFlags
-	socketPath string
-	fd         int
-	tag        string
+	socketPath  string
+	socketGroup string
+	fd          int
+	tag         string
+
+	printCapabilities bool
+
+	// The flags below are virtiofsd's for features ferryfs does not have
+	// yet. They are parsed so that giving one is refused with a message
+	// saying so (see refuseUnsupported), never silently ignored.
+	allowMmap              bool
+	posixACL               bool
+	xattrmap               string
+	securityLabel          bool
+	announceSubmounts      bool
+	translateUID           []string
+	translateGID           []string
+	sandbox                string
+	seccomp                string
+	modcaps                string
+	uidMap                 []string
+	gidMap                 []string
+	migrationMode          string
+	migrationOnError       string
+	migrationVerifyHandles bool
+	migrationConfirmPaths  bool
+
+	// Deprecated spellings virtiofsd still takes.
+	socket           string   // --socket, for --socket-path
+	compatOptions    []string // -o, see applyCompatOptions
+	compatDebug      bool     // -d, for --log-level=debug
+	compatForeground bool     // -f, which does nothing
+
+	// given maps the name of every flag set on the command line to how
+	// it was set ("--posix-acl", or "-o posix_acl" for the -o form), so
+	// that refusals name what the user wrote.
+	given map[string]string
 }
 
 // daemonConfig is a validated daemonFlags.
 type daemonConfig struct {
 	fsConfig
 	socketPath string
+	socketGID  int // -1 unless --socket-group
 	fd         int // -1 unless --fd
 	tag        string
 }
@@ -42,34 +80,135 @@ func (f *daemonFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.SortFlags = false
 	fl.StringVar(&f.socketPath, "socket-path", "", "vhost-user socket path")
+	fl.StringVar(&f.socketGroup, "socket-group", "", "name of the group that may connect to the socket: it is made group-owned and mode 0770 instead of 0700")
 	fl.IntVar(&f.fd, "fd", -1, "file descriptor number of an already listening vhost-user socket")
 	fl.StringVar(&f.tag, "tag", "", "tag the device reports to the front-end (the front-end's own tag is used when unset)")
+	setFlagGroup(fl, groupSocket, "socket-path", "socket-group", "fd", "tag")
+
 	f.fsFlags.register(fl, "number of workers serving requests (0 means one)")
+	fl.BoolVar(&f.allowMmap, "allow-mmap", false, notYet("with --cache=never or metadata, let the guest mmap shared files"))
+	fl.BoolVar(&f.posixACL, "posix-acl", false, notYet("enable support for POSIX ACLs (implies --xattr)"))
+	fl.StringVar(&f.xattrmap, "xattrmap", "", notYet("rules for translating extended attribute names between host and guest"))
+	fl.BoolVar(&f.securityLabel, "security-label", false, notYet("enable security label support (implies --xattr)"))
+	fl.BoolVar(&f.announceSubmounts, "announce-submounts", false, notYet("tell the guest which directories are mount points; virtiofsd's default"))
+	negatedBoolVar(fl, &f.announceSubmounts, "no-announce-submounts", "do not tell the guest which directories are mount points; ferryfs's behaviour")
+	fl.StringArrayVar(&f.translateUID, "translate-uid", nil, notYet("translate UIDs between guest and host, as TYPE:SOURCE:TARGET:COUNT; repeatable"))
+	fl.StringArrayVar(&f.translateGID, "translate-gid", nil, notYet("translate GIDs between guest and host, as TYPE:SOURCE:TARGET:COUNT; repeatable"))
+	setFlagGroup(fl, groupFS, "allow-mmap", "posix-acl", "xattrmap", "security-label",
+		"announce-submounts", "no-announce-submounts", "translate-uid", "translate-gid")
+
+	fl.StringVar(&f.sandbox, "sandbox", "none", "sandbox mechanism to isolate the daemon (none; namespace and chroot are not supported yet). virtiofsd's default is namespace: ferryfs does not sandbox itself, so confine it from outside")
+	fl.StringVar(&f.seccomp, "seccomp", "none", "action when seccomp finds a system call that is not allowed (none; kill, log and trap are not supported yet). virtiofsd's default is kill: ferryfs installs no seccomp filter")
+	fl.StringVar(&f.modcaps, "modcaps", "", notYet("modify the capabilities the daemon keeps, e.g. +sys_admin:-chown"))
+	fl.StringArrayVar(&f.uidMap, "uid-map", nil, notYet("map host UIDs into the sandbox's user namespace, as :NAMESPACE_UID:HOST_UID:COUNT:; repeatable"))
+	fl.StringArrayVar(&f.gidMap, "gid-map", nil, notYet("map host GIDs into the sandbox's user namespace, as :NAMESPACE_GID:HOST_GID:COUNT:; repeatable"))
+	setFlagGroup(fl, groupProcess, "sandbox", "seccomp", "modcaps", "uid-map", "gid-map")
+
+	fl.StringVar(&f.migrationMode, "migration-mode", "find-paths", notYet("how to migrate open files (find-paths, file-handles)"))
+	fl.StringVar(&f.migrationOnError, "migration-on-error", "abort", notYet("what the destination does with files it cannot migrate (abort, guest-error)"))
+	fl.BoolVar(&f.migrationVerifyHandles, "migration-verify-handles", false, notYet("check by file handle that the destination opened the same files"))
+	fl.BoolVar(&f.migrationConfirmPaths, "migration-confirm-paths", false, notYet("re-check migrated paths at switch-over"))
+	setFlagGroup(fl, groupMigration, "migration-mode", "migration-on-error", "migration-verify-handles", "migration-confirm-paths")
+
+	fl.StringArrayVarP(&f.compatOptions, "compat-options", "o", nil, "options in virtiofsd's legacy format, e.g. -o source=DIR,cache=auto,xattr [deprecated]")
+	fl.BoolVarP(&f.compatDebug, "debug", "d", false, "same as --log-level=debug [deprecated]")
+	fl.BoolVarP(&f.compatForeground, "foreground", "f", false, "has no effect: ferryfs always runs in the foreground [deprecated]")
+	fl.StringVar(&f.socket, "socket", "", "same as --socket-path [deprecated]")
+	setFlagGroup(fl, groupDeprecated, "compat-options", "debug", "foreground", "socket")
+
+	fl.BoolVar(&f.printCapabilities, "print-capabilities", false, "print the vhost-user back-end capabilities as JSON and exit")
 }
 
+// config validates the flags, in this order: the -o options, the flags
+// that are refused because their feature is missing, the socket, and the
+// file system.
 func (f *daemonFlags) config() (daemonConfig, error) {
-	cfg := daemonConfig{socketPath: f.socketPath, fd: f.fd, tag: f.tag}
+	cfg := daemonConfig{fd: f.fd, socketGID: -1, tag: f.tag}
+	if f.given == nil {
+		f.given = make(map[string]string)
+	}
+	var warnings []string
+	if len(f.compatOptions) > 0 {
+		if err := f.applyCompatOptions(); err != nil {
+			return cfg, err
+		}
+		warnings = append(warnings, "-o is deprecated: give the options as flags, e.g. --cache=auto instead of -o cache=auto")
+	}
+	if f.compatDebug {
+		// Over --log-level and -o loglevel, as in virtiofsd.
+		f.logLevel = "debug"
+		warnings = append(warnings, "-d is deprecated: use --log-level=debug")
+	}
+	if f.compatForeground {
+		warnings = append(warnings, "-f is deprecated and has no effect: remove it")
+	}
+	if err := f.refuseUnsupported(); err != nil {
+		return cfg, err
+	}
+
+	cfg.socketPath = f.socketPath
+	socketFlag := "--socket-path"
+	if f.socket != "" {
+		warnings = append(warnings, "--socket is deprecated: use --socket-path")
+		if f.socketPath == "" {
+			cfg.socketPath, socketFlag = f.socket, "--socket"
+		}
+	}
+	_, tagGiven := f.given["tag"]
 	switch {
-	case f.socketPath == "" && f.fd < 0:
+	case cfg.socketPath == "" && f.fd < 0:
 		return cfg, errors.New("either --socket-path or --fd is required")
-	case f.socketPath != "" && f.fd >= 0:
-		return cfg, errors.New("--socket-path and --fd are mutually exclusive")
+	case cfg.socketPath != "" && f.fd >= 0:
+		return cfg, fmt.Errorf("%s and --fd are mutually exclusive", socketFlag)
 	case f.fd >= 0 && f.fd <= 2:
 		return cfg, fmt.Errorf("--fd=%d is a standard stream, not a listening socket", f.fd)
+	case f.socketGroup != "" && f.fd >= 0:
+		return cfg, errors.New("--socket-group cannot be used with --fd: ferryfs does not create that socket")
+	case tagGiven && f.tag == "":
+		return cfg, errors.New("--tag must not be empty")
 	case len(f.tag) > virtiofs.TagMax:
 		return cfg, fmt.Errorf("--tag %q is longer than %d bytes", f.tag, virtiofs.TagMax)
 	}
+	if f.socketGroup != "" {
+		gid, err := lookupGroup(f.socketGroup)
+		if err != nil {
+			return cfg, fmt.Errorf("--socket-group: %w", err)
+		}
+		cfg.socketGID = gid
+	}
+
 	fc, err := f.fsFlags.config()
 	cfg.fsConfig = fc
+	cfg.warnings = append(warnings, cfg.warnings...)
 	return cfg, err
+}
+
+// lookupGroup returns the ID of the group called name.
+func lookupGroup(name string) (int, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		if errors.As(err, new(user.UnknownGroupError)) {
+			return -1, fmt.Errorf("no group named %q", name)
+		}
+		return -1, fmt.Errorf("look up group %q: %w", name, err)
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return -1, fmt.Errorf("group %q has a non-numeric ID %q", name, g.Gid)
+	}
+	return gid, nil
 }
 
 // runDaemon listens on the vhost-user socket, serves the first front-end
 // that connects, and returns when it disconnects (exit 0, as virtiofsd) or
 // when ctx is done.
 func runDaemon(ctx context.Context, cfg daemonConfig, stderr io.Writer) error {
-	log := newLogger(stderr, cfg.logLevel)
+	log, closeLog := openLogger(cfg.fsConfig, stderr)
+	defer closeLog()
 	slog.SetDefault(log)
+	for _, w := range cfg.warnings {
+		log.Warn(w)
+	}
 	pfs, err := openFS(cfg.fsConfig, log)
 	if err != nil {
 		return err
@@ -126,6 +265,10 @@ func openFS(cfg fsConfig, log *slog.Logger) (*passthrough.FS, error) {
 // listenFD returns the listening socket: --fd as given, or a new socket at
 // --socket-path (a stale socket left there by a dead daemon is replaced;
 // anything else at that path is an error).
+//
+// As virtiofsd's, a new socket is mode 0700, or 0770 and owned by
+// --socket-group when that is given: whoever may connect to it may drive
+// the device and read or write the whole shared directory.
 func listenFD(cfg daemonConfig) (int, error) {
 	if cfg.fd >= 0 {
 		typ, err := unix.GetsockoptInt(cfg.fd, unix.SOL_SOCKET, unix.SO_TYPE)
@@ -150,12 +293,31 @@ func listenFD(cfg daemonConfig) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: cfg.socketPath}); err != nil {
+	// bind creates the socket file with mode 0777 less the umask. Setting
+	// the umask around it, as virtiofsd does, leaves no moment at which
+	// others could connect, as a chmod after bind would. The umask is
+	// per process, but nothing else creates files while the daemon starts.
+	mask := 0o077
+	if cfg.socketGID >= 0 {
+		mask = 0o007
+	}
+	old := unix.Umask(mask)
+	err = unix.Bind(fd, &unix.SockaddrUnix{Name: cfg.socketPath})
+	unix.Umask(old)
+	if err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("bind %s: %w", cfg.socketPath, err)
 	}
+	if cfg.socketGID >= 0 {
+		if err := os.Lchown(cfg.socketPath, -1, cfg.socketGID); err != nil {
+			unix.Close(fd)
+			os.Remove(cfg.socketPath)
+			return -1, fmt.Errorf("--socket-group: %w", err)
+		}
+	}
 	if err := unix.Listen(fd, 1); err != nil {
 		unix.Close(fd)
+		os.Remove(cfg.socketPath)
 		return -1, fmt.Errorf("listen on %s: %w", cfg.socketPath, err)
 	}
 	return fd, nil
@@ -187,15 +349,26 @@ func accept(ctx context.Context, lfd int) (int, error) {
 	}
 }
 
+// daemonFunc runs the daemon with a validated configuration until ctx is
+// done; newCommandTree takes it so that tests can stop short of serving.
+type daemonFunc func(ctx context.Context, cfg daemonConfig, stderr io.Writer) error
+
 // daemonRunE runs the daemon for the root command.
-func daemonRunE(f *daemonFlags) func(*cobra.Command, []string) error {
+func daemonRunE(f *daemonFlags, run daemonFunc) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) > 0 {
 			return fmt.Errorf("unknown command or argument %q", args[0])
 		}
+		if f.printCapabilities {
+			// libvirt runs "--print-capabilities" alone; like virtiofsd,
+			// print them whatever else is given.
+			return printCapabilities(cmd.OutOrStdout())
+		}
 		if cmd.Flags().NFlag() == 0 {
 			return cmd.Help()
 		}
+		f.given = make(map[string]string)
+		cmd.Flags().Visit(func(fl *pflag.Flag) { f.given[fl.Name] = "--" + fl.Name })
 		f.rlimitNofileSet = cmd.Flags().Changed("rlimit-nofile")
 		cfg, err := f.config()
 		if err != nil {
@@ -203,6 +376,6 @@ func daemonRunE(f *daemonFlags) func(*cobra.Command, []string) error {
 		}
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return runDaemon(ctx, cfg, cmd.ErrOrStderr())
+		return run(ctx, cfg, cmd.ErrOrStderr())
 	}
 }

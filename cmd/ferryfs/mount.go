@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -54,6 +56,7 @@ type fsFlags struct {
 	rlimitNofileSet bool
 	threadPoolSize  int
 	logLevel        string
+	syslog          bool
 }
 
 // mountConfig is a validated mountFlags.
@@ -70,6 +73,10 @@ type fsConfig struct {
 	rlimitExact  bool
 	workers      int
 	logLevel     slog.Level
+	syslog       bool
+	// warnings are about deprecated spellings, logged once the logger
+	// is set up.
+	warnings []string
 }
 
 func defaultWorkers() int { return max(2, 2*runtime.GOMAXPROCS(0)) }
@@ -101,7 +108,7 @@ when someone else unmounts MOUNTPOINT. It needs root (CAP_SYS_ADMIN).`,
 	return cmd
 }
 
-// register adds the file system flags to fl.
+// register adds the file system, process and logging flags to fl.
 func (f *fsFlags) register(fl *pflag.FlagSet, poolHelp string) {
 	fl.StringVar(&f.sharedDir, "shared-dir", "", "shared directory path (required)")
 	fl.StringVar(&f.cache, "cache", "auto", "the caching policy the file system should use (auto, always, never, metadata)")
@@ -109,14 +116,47 @@ func (f *fsFlags) register(fl *pflag.FlagSet, poolHelp string) {
 	fl.BoolVar(&f.allowDirectIO, "allow-direct-io", false, "honor the O_DIRECT flag passed down by applications")
 	fl.BoolVar(&f.noReaddirplus, "no-readdirplus", false, "disable support for READDIRPLUS operations")
 	fl.BoolVar(&f.killprivV2, "killpriv-v2", false, "enable KILLPRIV V2 support")
+	negatedBoolVar(fl, &f.killprivV2, "no-killpriv-v2", "disable KILLPRIV V2 support")
 	fl.BoolVar(&f.preserveNoatime, "preserve-noatime", false, "preserve O_NOATIME instead of clearing it")
 	fl.BoolVar(&f.readonly, "readonly", false, "prevent modifications to the file system")
 	fl.BoolVar(&f.xattr, "xattr", false, "enable support for extended attributes")
-	fl.StringVar(&f.inodeFileHandles, "inode-file-handles", "prefer", "when to use file handles to reference inodes instead of O_PATH file descriptors (never, prefer, mandatory)")
-	fl.Uint64Var(&f.rlimitNofile, "rlimit-nofile", fdlimit.Default(), "set maximum number of file descriptors (0 leaves rlimit unchanged); the default, min(1000000, /proc/sys/fs/nr_open), only ever raises it")
+	fl.StringVar(&f.inodeFileHandles, "inode-file-handles", "prefer", "when to use file handles to reference inodes instead of O_PATH file descriptors (never, prefer, mandatory); virtiofsd 1.13.0 defaulted to never")
+	setFlagGroup(fl, groupFS, "shared-dir", "cache", "writeback", "allow-direct-io", "no-readdirplus",
+		"killpriv-v2", "no-killpriv-v2", "preserve-noatime", "readonly", "xattr", "inode-file-handles")
+
 	fl.IntVar(&f.threadPoolSize, "thread-pool-size", defaultWorkers(), poolHelp)
+	fl.Uint64Var(&f.rlimitNofile, "rlimit-nofile", fdlimit.Default(), "set maximum number of file descriptors (0 leaves rlimit unchanged); the default, min(1000000, /proc/sys/fs/nr_open), only ever raises it")
+	setFlagGroup(fl, groupProcess, "thread-pool-size", "rlimit-nofile")
+
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level (error, warn, info, debug, trace, off)")
+	fl.BoolVar(&f.syslog, "syslog", false, "log to syslog instead of stderr")
+	setFlagGroup(fl, groupLogging, "log-level", "syslog")
 }
+
+// negatedBoolVar adds the "--no-X" half of the flag pair whose other half
+// sets *p: giving it sets *p to false. Both halves write *p, so the one
+// given last wins, as with virtiofsd's pairs.
+func negatedBoolVar(fl *pflag.FlagSet, p *bool, name, usage string) {
+	fl.Var(negatedBool{p}, name, usage)
+	fl.Lookup(name).NoOptDefVal = "true"
+}
+
+// negatedBool is a pflag.Value holding the negation of *p.
+type negatedBool struct{ p *bool }
+
+func (b negatedBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b.p = !v
+	return nil
+}
+
+func (b negatedBool) String() string { return strconv.FormatBool(!*b.p) }
+
+// Type says "bool" so that the help shows no value placeholder.
+func (b negatedBool) Type() string { return "bool" }
 
 // config validates the flags and the arguments.
 func (f *mountFlags) config(args []string) (mountConfig, error) {
@@ -149,11 +189,18 @@ func (f *fsFlags) config() (fsConfig, error) {
 		return cfg, fmt.Errorf("shared directory %s is not a directory", f.sharedDir)
 	}
 
-	cache, err := passthrough.ParseCachePolicy(f.cache)
+	// virtiofsd compares cache policy names without regard to case.
+	cache, err := passthrough.ParseCachePolicy(strings.ToLower(f.cache))
 	if err != nil {
 		return cfg, fmt.Errorf("--cache: %w", err)
 	}
-	handles, err := inodestore.ParseFileHandleMode(f.inodeFileHandles)
+	handleMode := f.inodeFileHandles
+	if handleMode == "fallback" {
+		// virtiofsd still takes its old name for prefer.
+		cfg.warnings = append(cfg.warnings, "--inode-file-handles=fallback is deprecated: use --inode-file-handles=prefer")
+		handleMode = "prefer"
+	}
+	handles, err := inodestore.ParseFileHandleMode(handleMode)
 	if err != nil {
 		return cfg, fmt.Errorf("--inode-file-handles: %w", err)
 	}
@@ -169,6 +216,7 @@ func (f *fsFlags) config() (fsConfig, error) {
 	cfg.workers = max(f.threadPoolSize, 1)
 	cfg.rlimitNofile = f.rlimitNofile
 	cfg.rlimitExact = f.rlimitNofileSet
+	cfg.syslog = f.syslog
 
 	cfg.fs = passthrough.Options{
 		SharedDir: f.sharedDir,
@@ -191,8 +239,12 @@ func (f *fsFlags) config() (fsConfig, error) {
 // catching the signals that cancel ctx, so that a second one kills a daemon
 // whose unmount hangs.
 func runMount(ctx context.Context, unhandle func(), cfg mountConfig, stderr io.Writer) error {
-	log := newLogger(stderr, cfg.logLevel)
+	log, closeLog := openLogger(cfg.fsConfig, stderr)
+	defer closeLog()
 	slog.SetDefault(log)
+	for _, w := range cfg.warnings {
+		log.Warn(w)
+	}
 
 	pfs, err := openFS(cfg.fsConfig, log)
 	if err != nil {

@@ -151,9 +151,32 @@ func TestMountConfig(t *testing.T) {
 		},
 		{
 			name:    "bad inode file handles",
-			edit:    func(f *mountFlags) { f.inodeFileHandles = "fallback" },
+			edit:    func(f *mountFlags) { f.inodeFileHandles = "maybe" },
 			args:    []string{"/mnt"},
-			wantErr: `--inode-file-handles: invalid inode file handles mode "fallback": want never, prefer or mandatory`,
+			wantErr: `--inode-file-handles: invalid inode file handles mode "maybe": want never, prefer or mandatory`,
+		},
+		{
+			name: "fallback is prefer, with a warning",
+			edit: func(f *mountFlags) { f.inodeFileHandles = "fallback" },
+			args: []string{"/mnt"},
+			check: func(t *testing.T, c mountConfig) {
+				if c.fs.InodeFileHandles != inodestore.FileHandlesPrefer {
+					t.Errorf("inode file handles = %v, want prefer", c.fs.InodeFileHandles)
+				}
+				if len(c.warnings) != 1 || !strings.Contains(c.warnings[0], "fallback is deprecated") {
+					t.Errorf("warnings = %q, want one about fallback", c.warnings)
+				}
+			},
+		},
+		{
+			name: "cache policy in capitals",
+			edit: func(f *mountFlags) { f.cache = "Metadata" },
+			args: []string{"/mnt"},
+			check: func(t *testing.T, c mountConfig) {
+				if c.fs.Cache != passthrough.CacheMetadata {
+					t.Errorf("cache = %v, want metadata", c.fs.Cache)
+				}
+			},
 		},
 		{
 			name:    "bad log level",
@@ -206,13 +229,16 @@ func TestParseLogLevel(t *testing.T) {
 		{"debug", slog.LevelDebug},
 		{"trace", levelTrace},
 		{"off", levelOff},
+		// virtiofsd's log crate ignores case.
+		{"INFO", slog.LevelInfo},
+		{"Trace", levelTrace},
 	}
 	for _, tt := range tests {
 		if got, err := parseLogLevel(tt.in); err != nil || got != tt.want {
 			t.Errorf("parseLogLevel(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
 	}
-	for _, in := range []string{"", "INFO", "warning", "err"} {
+	for _, in := range []string{"", "warning", "err"} {
 		if _, err := parseLogLevel(in); err == nil {
 			t.Errorf("parseLogLevel(%q) succeeded", in)
 		}

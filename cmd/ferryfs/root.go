@@ -24,16 +24,28 @@ func versionString() string {
 }
 
 // newRootCmd returns the ferryfs command tree.
-func newRootCmd() *cobra.Command {
+func newRootCmd() *cobra.Command { return newCommandTree(runDaemon) }
+
+// newCommandTree returns the ferryfs command tree, whose root runs the
+// daemon with daemon.
+func newCommandTree(daemon daemonFunc) *cobra.Command {
 	root := &cobra.Command{
 		Short: "ferryfs is a virtio-fs back-end daemon",
 		Use:   "ferryfs --socket-path=PATH --shared-dir=DIR [flags]",
 		Long: `ferryfs serves a host directory to a guest over virtio-fs: QEMU connects to
 the vhost-user socket and the guest mounts the directory with
-"mount -t virtiofs TAG /mnt". It takes virtiofsd's flags.
+"mount -t virtiofs TAG /mnt".
 
-"ferryfs mount" serves it on a local FUSE mount instead, with the same
-options, which is handy for trying the file system without a virtual machine.`,
+It takes virtiofsd 1.13's command line, so libvirt, Kata Containers or a
+host agent can run it in place of virtiofsd. The flags mean what they mean
+there, with these differences: ferryfs neither sandboxes itself nor
+installs a seccomp filter, so --sandbox and --seccomp default to none; and
+a virtiofsd flag whose feature ferryfs does not have yet is refused with
+an error saying so, never ignored.
+
+"ferryfs mount" serves the directory on a local FUSE mount instead, with the
+same file system options, which is handy for trying the file system without
+a virtual machine.`,
 		Version: versionString(),
 		// Errors are printed once, by main, without the usage text that
 		// would bury them.
@@ -45,9 +57,12 @@ options, which is handy for trying the file system without a virtual machine.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())
 	})
+	setGroupedUsage(root)
 	var df daemonFlags
 	df.register(root)
-	root.RunE = daemonRunE(&df)
+	// -V as virtiofsd's; cobra would make it -v.
+	root.Flags().BoolP("version", "V", false, "print version")
+	root.RunE = daemonRunE(&df, daemon)
 	root.Args = cobra.ArbitraryArgs
 	root.AddCommand(newMountCmd())
 	return root

@@ -49,7 +49,7 @@ func TestCommandLineErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"frobnicate"}, `unknown command or argument "frobnicate"`},
 		{[]string{"mount", "--bogus"}, "unknown flag: --bogus\nRun 'ferryfs mount --help' for usage."},
 		{[]string{"mount", "--rlimit-nofile=-1", "/mnt"}, `invalid argument "-1" for "--rlimit-nofile"`},
 		{[]string{"mount", "/mnt"}, "--shared-dir is required"},
