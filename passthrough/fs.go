@@ -117,6 +117,9 @@ func (fs *FS) Init(kernelFlags uint64, out *fuse.InitOut) (uint64, syscall.Errno
 			fs.log.Warn("--killpriv-v2: the kernel does not offer HANDLE_KILLPRIV_V2")
 		}
 	}
+	if fs.opts.AllowMmap {
+		want |= fuse.CAP_DIRECT_IO_ALLOW_MMAP
+	}
 	out.TimeGran = 1
 	return want, 0
 }

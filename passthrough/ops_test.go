@@ -361,3 +361,40 @@ func TestUnknownNodesAndHandles(t *testing.T) {
 		t.Fatalf("root getattr after bad requests: %v", errno)
 	}
 }
+
+func TestInitCapabilities(t *testing.T) {
+	const all = ^uint64(0)
+	cases := []struct {
+		name     string
+		opts     Options
+		kernel   uint64
+		want     uint64
+		dontWant uint64
+	}{
+		{"defaults", Options{}, all, fuse.CAP_READDIRPLUS | fuse.CAP_EXPORT_SUPPORT,
+			fuse.CAP_WRITEBACK_CACHE | fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_DIRECT_IO_ALLOW_MMAP},
+		{"no readdirplus", Options{NoReaddirplus: true}, all, 0, fuse.CAP_READDIRPLUS | fuse.CAP_READDIRPLUS_AUTO},
+		{"writeback", Options{Writeback: true}, all, fuse.CAP_WRITEBACK_CACHE, 0},
+		{"writeback not offered", Options{Writeback: true}, all &^ fuse.CAP_WRITEBACK_CACHE, 0, fuse.CAP_WRITEBACK_CACHE},
+		{"killpriv v2", Options{KillprivV2: true}, all, fuse.CAP_HANDLE_KILLPRIV_V2, 0},
+		{"allow mmap", Options{AllowMmap: true}, all, fuse.CAP_DIRECT_IO_ALLOW_MMAP, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.opts.SharedDir = t.TempDir()
+			fs, err := New(c.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fs.Close()
+			var out fuse.InitOut
+			got, errno := fs.Init(c.kernel, &out)
+			if errno != 0 {
+				t.Fatal(errno)
+			}
+			if got&c.want != c.want || got&c.dontWant != 0 {
+				t.Fatalf("flags %#x: want %#x set and %#x clear", got, c.want, c.dontWant)
+			}
+		})
+	}
+}

@@ -79,6 +79,9 @@ type Options struct {
 	Readonly bool
 	// Xattr is --xattr: pass extended attributes through.
 	Xattr bool
+	// AllowMmap is --allow-mmap: let the guest mmap files opened with
+	// DIRECT_IO (--cache=never or metadata) with MAP_SHARED.
+	AllowMmap bool
 	// InodeFileHandles is --inode-file-handles.
 	InodeFileHandles inodestore.FileHandleMode
 	// MaxGuestFDs bounds the descriptors held on the guest's behalf; 0

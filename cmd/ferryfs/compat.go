@@ -216,10 +216,6 @@ func (f *daemonFlags) refuseUnsupported() error {
 		refuse(f.spelling("announce-submounts"), "submount announcement",
 			"ferryfs does not tell the guest which directories are mount points, as with --no-announce-submounts")
 	}
-	if f.allowMmap {
-		refuse(f.spelling("allow-mmap"), "FUSE_DIRECT_IO_ALLOW_MMAP",
-			"with --cache=never or metadata the guest cannot mmap shared files yet")
-	}
 	// Refused even at their default values: whoever gives one expects
 	// migration to work.
 	for _, name := range []string{"migration-mode", "migration-on-error", "migration-verify-handles", "migration-confirm-paths"} {

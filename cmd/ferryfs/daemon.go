@@ -86,7 +86,7 @@ func (f *daemonFlags) register(cmd *cobra.Command) {
 	setFlagGroup(fl, groupSocket, "socket-path", "socket-group", "fd", "tag")
 
 	f.fsFlags.register(fl, "number of workers serving requests (0 means one)")
-	fl.BoolVar(&f.allowMmap, "allow-mmap", false, notYet("with --cache=never or metadata, let the guest mmap shared files"))
+	fl.BoolVar(&f.allowMmap, "allow-mmap", false, "with --cache=never or metadata, let the guest mmap shared files (FUSE_DIRECT_IO_ALLOW_MMAP)")
 	fl.BoolVar(&f.posixACL, "posix-acl", false, notYet("enable support for POSIX ACLs (implies --xattr)"))
 	fl.StringVar(&f.xattrmap, "xattrmap", "", notYet("rules for translating extended attribute names between host and guest"))
 	fl.BoolVar(&f.securityLabel, "security-label", false, notYet("enable security label support (implies --xattr)"))
@@ -178,6 +178,7 @@ func (f *daemonFlags) config() (daemonConfig, error) {
 	}
 
 	fc, err := f.fsFlags.config()
+	fc.fs.AllowMmap = f.allowMmap
 	cfg.fsConfig = fc
 	cfg.warnings = append(warnings, cfg.warnings...)
 	return cfg, err

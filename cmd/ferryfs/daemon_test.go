@@ -148,7 +148,7 @@ func TestDaemonFlags(t *testing.T) {
 		{name: "--sandbox=none", args: []string{"--sandbox=none"}},
 		{name: "--sandbox in capitals", args: []string{"--sandbox=NONE"}},
 		{name: "--seccomp=none", args: []string{"--seccomp", "none"}},
-		{name: "refused switches turned off", args: []string{"--posix-acl=false", "--security-label=false", "--allow-mmap=false"}},
+		{name: "refused switches turned off", args: []string{"--posix-acl=false", "--security-label=false"}},
 		{
 			name: "--cache and --log-level in capitals",
 			args: []string{"--cache=ALWAYS", "--log-level=TRACE"},
@@ -253,7 +253,6 @@ func TestDaemonRefusals(t *testing.T) {
 		{[]string{"--gid-map=:0:1000:1:", "--gid-map=:1:100000:65536:"}, []string{"--gid-map " + mapping}},
 		{[]string{"--announce-submounts"}, []string{"--announce-submounts is not supported yet (submount announcement)", "--no-announce-submounts"}},
 		{[]string{"--no-announce-submounts", "--announce-submounts"}, []string{"--announce-submounts is not supported yet"}},
-		{[]string{"--allow-mmap"}, []string{"--allow-mmap is not supported yet (FUSE_DIRECT_IO_ALLOW_MMAP)"}},
 		// Refused even at their default values.
 		{[]string{"--migration-mode=find-paths"}, []string{"--migration-mode " + migration}},
 		{[]string{"--migration-mode=file-handles"}, []string{"--migration-mode " + migration}},
