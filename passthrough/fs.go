@@ -38,6 +38,8 @@ type FS struct {
 	writeback atomic.Bool
 	// killpriv is set when INIT negotiated HANDLE_KILLPRIV_V2.
 	killpriv atomic.Bool
+	// submounts is set when INIT negotiated SUBMOUNTS.
+	submounts atomic.Bool
 }
 
 var _ fuseproto.FileSystem = (*FS)(nil)
@@ -117,6 +119,14 @@ func (fs *FS) Init(kernelFlags uint64, out *fuse.InitOut) (uint64, syscall.Errno
 			fs.log.Warn("--killpriv-v2: the kernel does not offer HANDLE_KILLPRIV_V2")
 		}
 	}
+	if fs.opts.AnnounceSubmounts {
+		if kernelFlags&fuse.CAP_SUBMOUNTS != 0 {
+			want |= fuse.CAP_SUBMOUNTS
+			fs.submounts.Store(true)
+		} else {
+			fs.log.Warn("--announce-submounts: the kernel does not offer SUBMOUNTS")
+		}
+	}
 	if fs.opts.AllowMmap {
 		want |= fuse.CAP_DIRECT_IO_ALLOW_MMAP
 	}
@@ -129,6 +139,7 @@ func (fs *FS) Destroy() {
 	fs.store.Reset()
 	fs.writeback.Store(false)
 	fs.killpriv.Store(false)
+	fs.submounts.Store(false)
 }
 
 // errno turns an error from a system call into the errno for the guest.
@@ -159,13 +170,17 @@ func (fs *FS) inode(node fuseproto.NodeID) (*inodestore.Inode, syscall.Errno) {
 
 func (fs *FS) put(i *inodestore.Inode) { fs.store.Put(i) }
 
-// fillEntry describes inode i, whose statx is stx, to the kernel.
-func (fs *FS) fillEntry(out *fuse.EntryOut, i *inodestore.Inode, stx *unix.Statx_t) {
+// fillEntry describes inode i, whose statx is stx, found in a directory on
+// mount parentMount, to the kernel.
+func (fs *FS) fillEntry(out *fuse.EntryOut, i *inodestore.Inode, stx *unix.Statx_t, parentMount uint64) {
 	out.NodeId = uint64(i.ID)
 	out.Generation = 0
 	out.SetEntryTimeout(fs.timeout)
 	out.SetAttrTimeout(fs.timeout)
 	fillAttr(&out.Attr, stx)
+	if fs.submounts.Load() && parentMount != noParentMount && stx.Mnt_id != parentMount && i.IsDir() {
+		out.Attr.Flags |= fuse.ATTR_SUBMOUNT
+	}
 }
 
 // fillAttr converts a statx result to FUSE attributes.

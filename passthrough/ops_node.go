@@ -47,12 +47,17 @@ func (fs *FS) lookupIn(p *inodestore.Inode, name string, out *fuse.EntryOut) sys
 	if err != nil {
 		return fs.errno("lookup", err)
 	}
-	return fs.insert(fd, out)
+	parentMount := p.Key.MountID
+	if name == "." || name == ".." {
+		parentMount = noParentMount // never a submount of itself or its child
+	}
+	return fs.insert(fd, out, parentMount)
 }
 
 // insert records a lookup of the object open at fd (an O_PATH descriptor
-// that insert takes over) and describes it in out.
-func (fs *FS) insert(fd int, out *fuse.EntryOut) syscall.Errno {
+// that insert takes over), found in a directory on mount parentMount, and
+// describes it in out.
+func (fs *FS) insert(fd int, out *fuse.EntryOut, parentMount uint64) syscall.Errno {
 	var stx unix.Statx_t
 	if err := statxFD(fd, &stx); err != nil {
 		unix.Close(fd)
@@ -62,20 +67,25 @@ func (fs *FS) insert(fd int, out *fuse.EntryOut) syscall.Errno {
 	if err != nil {
 		return fs.errno("insert inode", err)
 	}
-	fs.fillEntry(out, i, &stx)
+	fs.fillEntry(out, i, &stx, parentMount)
 	fs.put(i)
 	return 0
 }
 
 // insertOpened records a lookup of the object open at fd (any descriptor,
-// which stays the caller's), as CREATE and TMPFILE need.
+// which stays the caller's), as CREATE and TMPFILE need. A new file is on
+// its directory's mount.
 func (fs *FS) insertOpened(fd int, out *fuse.EntryOut) syscall.Errno {
 	pathFD, err := fs.reopenPath(fd)
 	if err != nil {
 		return fs.errno("reopen", err)
 	}
-	return fs.insert(pathFD, out)
+	return fs.insert(pathFD, out, noParentMount)
 }
+
+// noParentMount stands for "not a submount, whatever the mounts say", for
+// entries that cannot be one: new files, "." and "..".
+const noParentMount = ^uint64(0)
 
 // Forget drops lookups.
 func (fs *FS) Forget(node fuseproto.NodeID, nlookup uint64) { fs.store.Forget(node, nlookup) }

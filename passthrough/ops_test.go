@@ -398,3 +398,34 @@ func TestInitCapabilities(t *testing.T) {
 		})
 	}
 }
+
+// A directory that is a mount point on the host is announced as a submount,
+// so the guest gives it its own superblock; other entries are not.
+func TestAnnounceSubmounts(t *testing.T) {
+	for _, announce := range []bool{false, true} {
+		fs, dir := newFS(t, Options{AnnounceSubmounts: announce})
+		for _, d := range []string{"mnt", "plain"} {
+			if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := unix.Mount("tmpfs", filepath.Join(dir, "mnt"), "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatalf("mount tmpfs (the test needs root): %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(filepath.Join(dir, "mnt"), unix.MNT_DETACH) })
+		_, attr, errno := lookup(t, fs, fuseproto.RootID, "mnt")
+		if errno != 0 {
+			t.Fatal(errno)
+		}
+		if got := attr.Flags&fuse.ATTR_SUBMOUNT != 0; got != announce {
+			t.Errorf("announce=%v: mount point flagged %v", announce, got)
+		}
+		if _, attr, _ := lookup(t, fs, fuseproto.RootID, "plain"); attr.Flags&fuse.ATTR_SUBMOUNT != 0 {
+			t.Errorf("announce=%v: plain directory flagged as a submount", announce)
+		}
+		mnt := mustLookup(t, fs, fuseproto.RootID, "mnt")
+		if _, attr, _ := lookup(t, fs, mnt, ".."); attr.Flags&fuse.ATTR_SUBMOUNT != 0 {
+			t.Errorf("announce=%v: .. of a submount flagged", announce)
+		}
+	}
+}

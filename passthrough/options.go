@@ -79,6 +79,11 @@ type Options struct {
 	Readonly bool
 	// Xattr is --xattr: pass extended attributes through.
 	Xattr bool
+	// AnnounceSubmounts is --announce-submounts: mark directories that
+	// are mount points on the host, so the guest gives each its own
+	// superblock (and inode numbers from different filesystems cannot
+	// collide in one guest filesystem).
+	AnnounceSubmounts bool
 	// AllowMmap is --allow-mmap: let the guest mmap files opened with
 	// DIRECT_IO (--cache=never or metadata) with MAP_SHARED.
 	AllowMmap bool

@@ -212,10 +212,6 @@ func (f *daemonFlags) refuseUnsupported() error {
 			refuse(f.spelling(name), featureMapping, "")
 		}
 	}
-	if f.announceSubmounts {
-		refuse(f.spelling("announce-submounts"), "submount announcement",
-			"ferryfs does not tell the guest which directories are mount points, as with --no-announce-submounts")
-	}
 	// Refused even at their default values: whoever gives one expects
 	// migration to work.
 	for _, name := range []string{"migration-mode", "migration-on-error", "migration-verify-handles", "migration-confirm-paths"} {

@@ -90,8 +90,8 @@ func (f *daemonFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.posixACL, "posix-acl", false, notYet("enable support for POSIX ACLs (implies --xattr)"))
 	fl.StringVar(&f.xattrmap, "xattrmap", "", notYet("rules for translating extended attribute names between host and guest"))
 	fl.BoolVar(&f.securityLabel, "security-label", false, notYet("enable security label support (implies --xattr)"))
-	fl.BoolVar(&f.announceSubmounts, "announce-submounts", false, notYet("tell the guest which directories are mount points; virtiofsd's default"))
-	negatedBoolVar(fl, &f.announceSubmounts, "no-announce-submounts", "do not tell the guest which directories are mount points; ferryfs's behaviour")
+	fl.BoolVar(&f.announceSubmounts, "announce-submounts", true, "tell the guest which directories are mount points (the default)")
+	negatedBoolVar(fl, &f.announceSubmounts, "no-announce-submounts", "do not tell the guest which directories are mount points")
 	fl.StringArrayVar(&f.translateUID, "translate-uid", nil, notYet("translate UIDs between guest and host, as TYPE:SOURCE:TARGET:COUNT; repeatable"))
 	fl.StringArrayVar(&f.translateGID, "translate-gid", nil, notYet("translate GIDs between guest and host, as TYPE:SOURCE:TARGET:COUNT; repeatable"))
 	setFlagGroup(fl, groupFS, "allow-mmap", "posix-acl", "xattrmap", "security-label",
@@ -179,6 +179,7 @@ func (f *daemonFlags) config() (daemonConfig, error) {
 
 	fc, err := f.fsFlags.config()
 	fc.fs.AllowMmap = f.allowMmap
+	fc.fs.AnnounceSubmounts = f.announceSubmounts
 	cfg.fsConfig = fc
 	cfg.warnings = append(warnings, cfg.warnings...)
 	return cfg, err

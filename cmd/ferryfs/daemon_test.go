@@ -70,9 +70,10 @@ func TestDaemonFlags(t *testing.T) {
 			name: "defaults",
 			check: func(t *testing.T, c daemonConfig) {
 				want := passthrough.Options{
-					SharedDir:        dir,
-					Cache:            passthrough.CacheAuto,
-					InodeFileHandles: inodestore.FileHandlesPrefer,
+					SharedDir:         dir,
+					Cache:             passthrough.CacheAuto,
+					InodeFileHandles:  inodestore.FileHandlesPrefer,
+					AnnounceSubmounts: true, // virtiofsd's default
 				}
 				if c.fs != want {
 					t.Errorf("fs options = %+v, want %+v", c.fs, want)
@@ -89,6 +90,7 @@ func TestDaemonFlags(t *testing.T) {
 			name: "every supported option",
 			args: []string{"--cache=metadata", "--writeback", "--allow-direct-io", "--no-readdirplus",
 				"--killpriv-v2", "--preserve-noatime", "--readonly", "--xattr", "--inode-file-handles=mandatory",
+				"--no-announce-submounts", "--allow-mmap",
 				"--rlimit-nofile=5000", "--thread-pool-size=3", "--log-level=debug", "--syslog", "--tag=myfs",
 				"--socket-group=" + groupName},
 			check: func(t *testing.T, c daemonConfig) {
@@ -102,6 +104,7 @@ func TestDaemonFlags(t *testing.T) {
 					PreserveNoatime:  true,
 					Readonly:         true,
 					Xattr:            true,
+					AllowMmap:        true,
 					InodeFileHandles: inodestore.FileHandlesMandatory,
 				}
 				if c.fs != want {
@@ -143,8 +146,9 @@ func TestDaemonFlags(t *testing.T) {
 				}
 			},
 		},
-		{name: "--no-announce-submounts is what ferryfs does", args: []string{"--no-announce-submounts"}},
+		{name: "--no-announce-submounts", args: []string{"--no-announce-submounts"}},
 		{name: "--no-announce-submounts given last wins", args: []string{"--announce-submounts", "--no-announce-submounts"}},
+		{name: "--announce-submounts", args: []string{"--announce-submounts"}},
 		{name: "--sandbox=none", args: []string{"--sandbox=none"}},
 		{name: "--sandbox in capitals", args: []string{"--sandbox=NONE"}},
 		{name: "--seccomp=none", args: []string{"--seccomp", "none"}},
@@ -251,8 +255,6 @@ func TestDaemonRefusals(t *testing.T) {
 		{[]string{"--translate-gid=squash-guest:0:1000:65536"}, []string{"--translate-gid " + mapping}},
 		{[]string{"--uid-map=:0:1000:1:"}, []string{"--uid-map " + mapping}},
 		{[]string{"--gid-map=:0:1000:1:", "--gid-map=:1:100000:65536:"}, []string{"--gid-map " + mapping}},
-		{[]string{"--announce-submounts"}, []string{"--announce-submounts is not supported yet (submount announcement)", "--no-announce-submounts"}},
-		{[]string{"--no-announce-submounts", "--announce-submounts"}, []string{"--announce-submounts is not supported yet"}},
 		// Refused even at their default values.
 		{[]string{"--migration-mode=find-paths"}, []string{"--migration-mode " + migration}},
 		{[]string{"--migration-mode=file-handles"}, []string{"--migration-mode " + migration}},
@@ -436,7 +438,6 @@ func TestCompatOptionErrors(t *testing.T) {
 		{"security_label", "-o security_label is not supported yet (identity and xattr mapping)", true},
 		{"xattrmap=:map::user.virtiofs.:", "-o xattrmap is not supported yet (identity and xattr mapping)", true},
 		{"modcaps=+sys_admin", "-o modcaps is not supported yet (capability dropping)", true},
-		{"announce_submounts", "-o announce_submounts is not supported yet (submount announcement)", true},
 	}
 	for _, tt := range tests {
 		args := []string{"--socket-path", sock, "-o", "source=" + dir + "," + tt.opt}
