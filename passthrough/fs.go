@@ -13,6 +13,7 @@
 package passthrough
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -148,11 +149,8 @@ func (fs *FS) errno(op string, err error) syscall.Errno {
 	if err == nil {
 		return 0
 	}
-	if e, ok := err.(syscall.Errno); ok {
-		return e
-	}
 	var e syscall.Errno
-	if asErrno(err, &e) {
+	if errors.As(err, &e) {
 		return e
 	}
 	fs.log.Warn("operation failed", "op", op, "err", err)

@@ -1,0 +1,80 @@
+package passthrough
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/fuseproto"
+)
+
+// The hot operations, once per inode reference mode: with file handles every
+// operation first re-opens the object from its handle.
+func BenchmarkOps(b *testing.B) {
+	for _, mode := range handleModes {
+		b.Run(mode.String(), func(b *testing.B) {
+			dir := b.TempDir()
+			fs, err := New(Options{SharedDir: dir, InodeFileHandles: mode})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer fs.Close()
+			if err := unix.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+				b.Fatal(err)
+			}
+			var e fuse.EntryOut
+			if errno := fs.Lookup(req(1), 1, "d", &e); errno != 0 {
+				b.Fatal(errno)
+			}
+			d := fuseproto.NodeID(e.NodeId)
+			var co fuse.CreateOut
+			if errno := fs.Create(req(d), &fuse.CreateIn{Flags: unix.O_RDWR, Mode: 0o644}, "f", &co); errno != 0 {
+				b.Fatal(errno)
+			}
+			f, fh := fuseproto.NodeID(co.NodeId), co.Fh
+			buf := make([]byte, 4096)
+			fs.Write(req(f), &fuse.WriteIn{Fh: fh, Size: 4096}, [][]byte{buf})
+
+			b.Run("getattr", func(b *testing.B) {
+				b.ReportAllocs()
+				var out fuse.AttrOut
+				for n := 0; n < b.N; n++ {
+					if errno := fs.GetAttr(req(f), &fuse.GetAttrIn{}, &out); errno != 0 {
+						b.Fatal(errno)
+					}
+				}
+			})
+			b.Run("lookup-known", func(b *testing.B) {
+				b.ReportAllocs()
+				for n := 0; n < b.N; n++ {
+					if errno := fs.Lookup(req(d), d, "f", &e); errno != 0 {
+						b.Fatal(errno)
+					}
+				}
+				fs.Forget(f, uint64(b.N))
+			})
+			b.Run("read-4k", func(b *testing.B) {
+				b.ReportAllocs()
+				in := &fuse.ReadIn{Fh: fh, Size: 4096}
+				dst := [][]byte{buf}
+				for n := 0; n < b.N; n++ {
+					if _, errno := fs.Read(req(f), in, dst); errno != 0 {
+						b.Fatal(errno)
+					}
+				}
+			})
+			b.Run("open-release", func(b *testing.B) {
+				b.ReportAllocs()
+				var oo fuse.OpenOut
+				for n := 0; n < b.N; n++ {
+					if errno := fs.Open(req(f), &fuse.OpenIn{Flags: unix.O_RDONLY}, &oo); errno != 0 {
+						b.Fatal(errno)
+					}
+					fs.Release(req(f), &fuse.ReleaseIn{Fh: oo.Fh})
+				}
+			})
+		})
+	}
+}
