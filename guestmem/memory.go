@@ -80,6 +80,18 @@ func mapRegion(s RegionSpec) (*Region, error) {
 	if s.GuestAddr+s.Size < s.GuestAddr || s.UserAddr+s.Size < s.UserAddr {
 		return nil, fmt.Errorf("memory region at %#x size %#x wraps around", s.GuestAddr, s.Size)
 	}
+	// Touching a mapping past the end of its file raises SIGBUS, which
+	// would kill the daemon: refuse a region its file does not cover.
+	// Guest memory is a regular file (memfd, tmpfs, hugetlbfs); other
+	// kinds have no size to check.
+	var st unix.Stat_t
+	if err := unix.Fstat(s.FD, &st); err != nil {
+		return nil, fmt.Errorf("memory region at %#x: %w", s.GuestAddr, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFREG && uint64(st.Size) < s.MmapOffset+s.Size {
+		return nil, fmt.Errorf("memory region at %#x: offset %#x + size %#x is past the end of its file (%#x bytes)",
+			s.GuestAddr, s.MmapOffset, s.Size, st.Size)
+	}
 	// The offset need not be page aligned: map from the start of the file
 	// and skip it, as other back-ends do.
 	mapping, err := unix.Mmap(s.FD, 0, int(s.Size+s.MmapOffset), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_NORESERVE)

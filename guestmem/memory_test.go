@@ -33,6 +33,12 @@ func TestMapRefusesBadTables(t *testing.T) {
 		{"overlap", func(t *testing.T) []RegionSpec {
 			return []RegionSpec{{GuestAddr: 0, Size: 8192, FD: memfd(t, 8192)}, {GuestAddr: 4096, Size: 4096, FD: memfd(t, 4096)}}
 		}},
+		{"past the end of the file", func(t *testing.T) []RegionSpec {
+			return []RegionSpec{{GuestAddr: 0, Size: 8192, FD: memfd(t, 4096)}}
+		}},
+		{"offset past the end of the file", func(t *testing.T) []RegionSpec {
+			return []RegionSpec{{GuestAddr: 0, Size: 4096, MmapOffset: 4096, FD: memfd(t, 4096)}}
+		}},
 		{"bad fd", func(t *testing.T) []RegionSpec { return []RegionSpec{{GuestAddr: 0, Size: 4096, FD: 9999}} }},
 		{"huge offset", func(t *testing.T) []RegionSpec {
 			return []RegionSpec{{GuestAddr: 0, Size: 4096, MmapOffset: 1 << 50, FD: memfd(t, 4096)}}

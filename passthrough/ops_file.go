@@ -183,16 +183,11 @@ func (fs *FS) Read(r *fuseproto.Request, in *fuse.ReadIn, dst [][]byte) (int, sy
 	if in.Offset > math.MaxInt64 {
 		return 0, syscall.EINVAL
 	}
-	for {
-		n, err := unix.Preadv(h.FD, dst, int64(in.Offset))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, fs.errno("read", err)
-		}
-		return n, 0
+	n, err := preadvFull(h.FD, dst, int64(in.Offset))
+	if err != nil {
+		return 0, fs.errno("read", err)
 	}
+	return n, 0
 }
 
 // Write writes the request's data buffers to an open file.
@@ -218,12 +213,8 @@ func (fs *FS) Write(r *fuseproto.Request, in *fuse.WriteIn, src [][]byte) (uint3
 	kill := fs.killpriv.Load() && in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0
 	var n int
 	err := fs.maybeKillPriv(kill, func() (err error) {
-		for {
-			n, err = unix.Pwritev2(h.FD, src, int64(in.Offset), rwf)
-			if err != unix.EINTR {
-				return err
-			}
-		}
+		n, err = pwritevFull(h.FD, src, int64(in.Offset), rwf)
+		return err
 	})
 	if err != nil {
 		return 0, fs.errno("write", err)

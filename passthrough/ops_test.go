@@ -429,3 +429,37 @@ func TestAnnounceSubmounts(t *testing.T) {
 		}
 	}
 }
+
+// A READ or WRITE scattered over more buffers than one system call takes
+// (IOV_MAX) still moves every byte.
+func TestManyBuffers(t *testing.T) {
+	fs, _ := newFS(t, Options{})
+	node, fh := create(t, fs, fuseproto.RootID, "f", unix.O_RDWR, 0o644)
+	const nbufs = 3*iovMax + 7
+	src := make([][]byte, nbufs)
+	for i := range src {
+		src[i] = []byte{byte(i), byte(i >> 8)}
+	}
+	n, errno := fs.Write(req(node), &fuse.WriteIn{Fh: fh, Size: 2 * nbufs}, src)
+	if errno != 0 || n != 2*nbufs {
+		t.Fatalf("write over %d buffers: %d, %v", nbufs, n, errno)
+	}
+	dst := make([][]byte, 2*nbufs)
+	for i := range dst {
+		dst[i] = make([]byte, 1)
+	}
+	got, errno := fs.Read(req(node), &fuse.ReadIn{Fh: fh, Size: 2 * nbufs}, dst)
+	if errno != 0 || got != 2*nbufs {
+		t.Fatalf("read into %d buffers: %d, %v", len(dst), got, errno)
+	}
+	for i := 0; i < nbufs; i++ {
+		if dst[2*i][0] != byte(i) || dst[2*i+1][0] != byte(i>>8) {
+			t.Fatalf("byte pair %d read back as %d %d", i, dst[2*i][0], dst[2*i+1][0])
+		}
+	}
+	// Past the end of the file the read is short, not an error.
+	got, errno = fs.Read(req(node), &fuse.ReadIn{Fh: fh, Offset: 2*nbufs - 1, Size: 2 * nbufs}, dst)
+	if errno != 0 || got != 1 {
+		t.Fatalf("read at the end: %d, %v", got, errno)
+	}
+}

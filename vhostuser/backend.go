@@ -485,6 +485,12 @@ func (b *Backend) setVringFD(m *message) error {
 		if fd, err = takeFD(m); err != nil {
 			return err
 		}
+		if m.req != SetVringErr {
+			if err := checkEventFD(fd); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("queue %d: %w", v.index, err)
+			}
+		}
 	} else if len(m.fds) != 0 {
 		return fmt.Errorf("invalid-descriptor flag set but %d descriptors sent", len(m.fds))
 	}
@@ -517,6 +523,21 @@ func (b *Backend) setVringFD(m *message) error {
 		return fmt.Errorf("queue %d kicked before a memory table", v.index)
 	}
 	return v.start(b, mem)
+}
+
+// checkEventFD refuses a kick or call descriptor that cannot be an eventfd.
+// Eventfds are anonymous inodes, with no file type in their mode; a pipe,
+// a device such as /dev/zero or a regular file would make a ring spin or
+// block.
+func checkEventFD(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("notification descriptor: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != 0 {
+		return fmt.Errorf("notification descriptor is not an eventfd (mode %#o)", st.Mode)
+	}
+	return nil
 }
 
 func (b *Backend) getConfig(m *message) error {

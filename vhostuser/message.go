@@ -124,7 +124,7 @@ func (m *message) needReply() bool { return m.flags&flagNeedReply != 0 }
 // u64 decodes a payload holding one u64.
 func (m *message) u64() (uint64, error) {
 	if len(m.payload) < 8 {
-		return 0, fmt.Errorf("%v: payload of %d bytes, want 8", m.req, len(m.payload))
+		return 0, fmt.Errorf("payload of %d bytes, want 8", len(m.payload))
 	}
 	return binary.LittleEndian.Uint64(m.payload), nil
 }
@@ -132,7 +132,7 @@ func (m *message) u64() (uint64, error) {
 // vringState decodes {index, num}.
 func (m *message) vringState() (index, num uint32, err error) {
 	if len(m.payload) < 8 {
-		return 0, 0, fmt.Errorf("%v: payload of %d bytes, want 8", m.req, len(m.payload))
+		return 0, 0, fmt.Errorf("payload of %d bytes, want 8", len(m.payload))
 	}
 	return binary.LittleEndian.Uint32(m.payload), binary.LittleEndian.Uint32(m.payload[4:]), nil
 }
@@ -152,7 +152,7 @@ const vringFLog = 1
 func (m *message) vringAddr() (vringAddr, error) {
 	p := m.payload
 	if len(p) < vringAddrSize {
-		return vringAddr{}, fmt.Errorf("%v: payload of %d bytes, want %d", m.req, len(p), vringAddrSize)
+		return vringAddr{}, fmt.Errorf("payload of %d bytes, want %d", len(p), vringAddrSize)
 	}
 	le := binary.LittleEndian
 	return vringAddr{
@@ -177,17 +177,17 @@ func decodeRegion(p []byte) region {
 func (m *message) memTable() ([]region, error) {
 	p := m.payload
 	if len(p) < 8 {
-		return nil, fmt.Errorf("%v: payload of %d bytes", m.req, len(p))
+		return nil, fmt.Errorf("payload of %d bytes", len(p))
 	}
 	n := binary.LittleEndian.Uint32(p)
 	if n == 0 || n > maxFDs {
-		return nil, fmt.Errorf("%v: %d regions, want 1 to %d", m.req, n, maxFDs)
+		return nil, fmt.Errorf("%d regions, want 1 to %d", n, maxFDs)
 	}
 	if len(p) < 8+int(n)*regionSize {
-		return nil, fmt.Errorf("%v: %d regions in %d bytes", m.req, n, len(p))
+		return nil, fmt.Errorf("%d regions in %d bytes", n, len(p))
 	}
 	if len(m.fds) != int(n) {
-		return nil, fmt.Errorf("%v: %d regions but %d file descriptors", m.req, n, len(m.fds))
+		return nil, fmt.Errorf("%d regions but %d file descriptors", n, len(m.fds))
 	}
 	rs := make([]region, n)
 	for i := range rs {
@@ -199,7 +199,7 @@ func (m *message) memTable() ([]region, error) {
 // singleRegion decodes ADD_MEM_REG's and REM_MEM_REG's payload.
 func (m *message) singleRegion() (region, error) {
 	if len(m.payload) < 8+regionSize {
-		return region{}, fmt.Errorf("%v: payload of %d bytes, want %d", m.req, len(m.payload), 8+regionSize)
+		return region{}, fmt.Errorf("payload of %d bytes, want %d", len(m.payload), 8+regionSize)
 	}
 	return decodeRegion(m.payload[8:]), nil
 }
@@ -207,7 +207,7 @@ func (m *message) singleRegion() (region, error) {
 // logBase decodes SET_LOG_BASE's {size, offset}.
 func (m *message) logBase() (size, offset uint64, err error) {
 	if len(m.payload) < 16 {
-		return 0, 0, fmt.Errorf("%v: payload of %d bytes, want 16", m.req, len(m.payload))
+		return 0, 0, fmt.Errorf("payload of %d bytes, want 16", len(m.payload))
 	}
 	return binary.LittleEndian.Uint64(m.payload), binary.LittleEndian.Uint64(m.payload[8:]), nil
 }
@@ -215,11 +215,11 @@ func (m *message) logBase() (size, offset uint64, err error) {
 // configSpace decodes GET_CONFIG's {offset, size, flags}.
 func (m *message) configSpace() (offset, size uint32, err error) {
 	if len(m.payload) < 12 {
-		return 0, 0, fmt.Errorf("%v: payload of %d bytes, want at least 12", m.req, len(m.payload))
+		return 0, 0, fmt.Errorf("payload of %d bytes, want at least 12", len(m.payload))
 	}
 	offset, size = binary.LittleEndian.Uint32(m.payload), binary.LittleEndian.Uint32(m.payload[4:])
 	if size > 256 || len(m.payload) != 12+int(size) {
-		return 0, 0, fmt.Errorf("%v: config access of %d bytes in a payload of %d", m.req, size, len(m.payload))
+		return 0, 0, fmt.Errorf("config access of %d bytes in a payload of %d", size, len(m.payload))
 	}
 	return offset, size, nil
 }

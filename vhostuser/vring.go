@@ -173,11 +173,19 @@ func (v *vring) run(b *Backend) {
 			v.log.Error("waiting for a kick", "queue", v.index, "err", err)
 			return
 		}
-		if fds[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 {
-			v.log.Error("kick descriptor failed", "queue", v.index)
+		if fds[0].Revents&(unix.POLLERR|unix.POLLNVAL|unix.POLLHUP) != 0 {
+			v.log.Error("kick descriptor failed; no longer processing the queue", "queue", v.index, "revents", fds[0].Revents)
 			return
 		}
-		unix.Read(v.kickFD, drain[:])
+		if fds[0].Revents&unix.POLLIN != 0 {
+			// An eventfd reads 8 bytes and resets; anything else (a pipe
+			// at its end, /dev/zero) would wake us forever.
+			n, err := unix.Read(v.kickFD, drain[:])
+			if n != len(drain) && err != unix.EAGAIN {
+				v.log.Error("kick descriptor is not an eventfd; no longer processing the queue", "queue", v.index, "read", n, "err", err)
+				return
+			}
+		}
 		unix.Read(v.wakeFD, drain[:])
 	}
 }

@@ -1,0 +1,191 @@
+package hostile
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	vf "github.com/ferryfs/ferryfs/tests/vhostfront"
+)
+
+// TestBrokenRing breaks the request queue's available ring in ways that
+// cannot be followed: the queue stops (the log says so), the daemon stays
+// alive, the high-priority queue and a second request queue keep serving,
+// the broken queue can be stopped and restarted by the front-end, and the
+// connection closes cleanly.
+func TestBrokenRing(t *testing.T) {
+	cases := []struct {
+		name      string
+		breakRing func(q *vf.Queue)
+	}{
+		{"avail idx jumps by more than the queue size", func(q *vf.Queue) {
+			q.StoreAvailIdx(q.AvailIdx() + queueSize + 1)
+		}},
+		{"avail idx jumps by 0x8000", func(q *vf.Queue) {
+			q.StoreAvailIdx(q.AvailIdx() + 0x8000)
+		}},
+		{"avail idx moves backwards", func(q *vf.Queue) {
+			q.StoreAvailIdx(q.AvailIdx() - 1)
+		}},
+		{"head index out of range", func(q *vf.Queue) {
+			q.SetAvailEntry(q.AvailIdx(), queueSize)
+			q.StoreAvailIdx(q.AvailIdx() + 1)
+		}},
+		{"head index 0xffff", func(q *vf.Queue) {
+			q.SetAvailEntry(q.AvailIdx(), 0xffff)
+			q.StoreAvailIdx(q.AvailIdx() + 1)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := start(t, config{})
+			q2, err := e.f.StartQueue(2, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.serves(e.rq)
+			good := e.rq.AvailIdx()
+			c.breakRing(e.rq)
+			if err := e.rq.Kick(); err != nil {
+				t.Fatal(err)
+			}
+			e.waitLog(`queue broken; no longer processing it.*queue=1`)
+			e.alive()
+			e.serves(e.hi)
+			e.serves(q2)
+
+			// The broken queue neither serves nor crashes on more kicks.
+			e.rq.Kick()
+			e.serves(q2)
+
+			// The front-end stops it (GET_VRING_BASE), repairs the
+			// ring and starts it again where it left off.
+			base, err := e.f.GetVringBase(1)
+			if err != nil {
+				t.Fatalf("GET_VRING_BASE of the broken queue: %v", err)
+			}
+			t.Logf("GET_VRING_BASE of the broken queue: %d (last good avail idx %d)", base, good)
+			e.rq.SetAvailEntry(uint16(base), 0)
+			e.rq.StoreAvailIdx(uint16(base))
+			if err := e.f.Set(vf.SetVringBase, vf.VringState(1, base), nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.f.Set(vf.SetVringKick, vf.U64(1), []int{e.rq.KickFD}); err != nil {
+				t.Fatal(err)
+			}
+			// Entries the device wrote meanwhile (none) were consumed;
+			// serving resumes.
+			for e.rq.Pending() {
+				e.rq.WaitTimeout(time.Second)
+			}
+			e.serves(e.rq)
+			e.finish()
+		})
+	}
+}
+
+// TestKickWithoutWork kicks queues with nothing available, many times, and
+// kicks a queue that was never started: nothing happens.
+func TestKickWithoutWork(t *testing.T) {
+	e := start(t, config{})
+	for i := 0; i < 1000; i++ {
+		e.rq.Kick()
+		e.hi.Kick()
+	}
+	e.serves(e.rq)
+	e.finish()
+}
+
+// TestGuestScribbles has the guest rewrite descriptors and request bytes
+// at random while the device is working on them (the guest owns that
+// memory and may change it at any time): chains fail or succeed, the queue
+// may even stop, but the daemon does not crash and its other queues keep
+// serving.
+func TestGuestScribbles(t *testing.T) {
+	e := start(t, config{})
+	const size = 64
+	q, err := e.f.StartQueue(2, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := e.f.Mem
+	reqs := make([]uint64, size/2)
+	replies := make([]uint64, size/2)
+	restore := func(k int) {
+		q.SetDesc(uint16(2*k), vf.Desc{Addr: reqs[k], Len: 56, Flags: vf.DescNext, Next: uint16(2*k + 1)})
+		q.SetDesc(uint16(2*k+1), vf.Desc{Addr: replies[k], Len: 256, Flags: vf.DescWrite})
+	}
+	for k := range reqs {
+		if reqs[k], err = mem.Put(e.getattrReq()); err != nil {
+			t.Fatal(err)
+		}
+		if replies[k], err = mem.Buffer(256); err != nil {
+			t.Fatal(err)
+		}
+		restore(k)
+	}
+
+	stop := make(chan struct{})
+	scribbled := make(chan int)
+	go func() {
+		rng := rand.New(rand.NewPCG(1, 2))
+		n := 0
+		defer func() { scribbled <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			switch rng.IntN(4) {
+			case 0: // one byte of the descriptor table
+				mem.Bytes(q.DescAddr+uint64(rng.IntN(16*size)), 1)[0] = byte(rng.Uint32())
+			case 1: // a whole descriptor
+				q.SetDesc(uint16(rng.IntN(size)), vf.Desc{
+					// Anywhere in the upper half of guest memory (the
+					// buffers; the rings are in the lower half) or
+					// just past its end.
+					Addr: mem.GuestBase + mem.Size/2 + rng.Uint64N(mem.Size/2+4096) - 2048, Len: rng.Uint32N(1 << 20),
+					Flags: uint16(rng.IntN(8)), Next: uint16(rng.IntN(size + 2)),
+				})
+			case 2: // a byte of a request
+				mem.Bytes(reqs[rng.IntN(len(reqs))]+uint64(rng.IntN(56)), 1)[0] = byte(rng.Uint32())
+			case 3: // put a chain back in order
+				restore(rng.IntN(len(reqs)))
+			}
+			n++
+			if n%64 == 0 {
+				time.Sleep(time.Millisecond) // let the device get some work done
+			}
+		}
+	}()
+
+	deadline := time.Now().Add(2 * time.Second)
+	published := 0
+	for k := 0; time.Now().Before(deadline); k = (k + 1) % len(reqs) {
+		// Keep no more than the queue's worth in flight; a queue the
+		// scribbling broke stops taking chains, which ends the loop.
+		for uint16(q.AvailIdx()-q.UsedIdx()) >= size/2 {
+			if time.Now().After(deadline) {
+				break
+			}
+			q.WaitTimeout(100 * time.Millisecond)
+		}
+		q.SetAvailEntry(q.AvailIdx(), uint16(2*k))
+		q.StoreAvailIdx(q.AvailIdx() + 1)
+		q.Kick()
+		published++
+	}
+	close(stop)
+	t.Logf("%d chains published, %d used, %d scribbles", published, q.UsedIdx(), <-scribbled)
+	// Stop the queue: once GET_VRING_BASE is answered the device writes
+	// nothing more for it, so it cannot scribble over the buffers of the
+	// requests below.
+	if _, err := e.f.GetVringBase(2); err != nil {
+		t.Fatal(err)
+	}
+	e.alive()
+	e.serves(e.rq)
+	e.serves(e.hi)
+	e.finish()
+}
