@@ -1,7 +1,9 @@
 package inodestore
 
 import (
+	"container/list"
 	"encoding/binary"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -59,6 +61,15 @@ type Inode struct {
 	fd int
 	// fdBudgeted says fd was counted in the store's FDBudget.
 	fdBudgeted bool
+
+	// cacheMu guards cachedFD: requests using it hold it for reading.
+	cacheMu sync.RWMutex
+	// cachedFD is an O_PATH descriptor kept by the descriptor cache for a
+	// handle-referenced inode, or -1 (see DefaultFDCacheSize).
+	cachedFD int
+	// cacheElem is the inode's place in the cache. Protected by
+	// fdCache.mu.
+	cacheElem *list.Element
 
 	// lookups is the kernel's lookup count. Protected by Store.mu.
 	lookups uint64

@@ -22,6 +22,9 @@ type Options struct {
 	// used to re-open O_PATH descriptors with real open flags; the store does
 	// not close it.
 	ProcSelfFD int
+	// FDCacheSize is how many descriptors of handle-referenced inodes to
+	// keep open; 0 means DefaultFDCacheSize, negative means none.
+	FDCacheSize int
 	// Logger receives warnings; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -40,6 +43,8 @@ type Store struct {
 
 	mountsMu sync.Mutex
 	mounts   map[uint64]int // mount id -> descriptor on that mount; protected by mountsMu
+
+	fdCache fdCache
 
 	handlesMu  sync.RWMutex
 	handles    map[uint64]*Handle // protected by handlesMu
@@ -75,7 +80,13 @@ func New(rootFD int, opts Options) (*Store, error) {
 		mounts:   make(map[uint64]int),
 		handles:  make(map[uint64]*Handle),
 	}
-	root := &Inode{ID: fuseproto.RootID, Key: KeyOf(&stx), Mode: uint32(stx.Mode) & unix.S_IFMT, fd: rootFD, lookups: 1}
+	switch {
+	case opts.FDCacheSize == 0:
+		s.fdCache.max = DefaultFDCacheSize
+	case opts.FDCacheSize > 0:
+		s.fdCache.max = opts.FDCacheSize
+	}
+	root := &Inode{ID: fuseproto.RootID, Key: KeyOf(&stx), Mode: uint32(stx.Mode) & unix.S_IFMT, fd: rootFD, cachedFD: -1, lookups: 1}
 	root.refs.Store(1)
 	if opts.FileHandles != FileHandlesNever {
 		h, err := s.probeHandles(rootFD)
@@ -174,6 +185,9 @@ func (s *Store) Put(i *Inode) {
 
 // release closes the host reference of an inode nobody uses any more.
 func (s *Store) release(i *Inode) {
+	if i.Handle != nil {
+		s.uncache(i)
+	}
 	if i.fd >= 0 {
 		unix.Close(i.fd)
 		i.fd = -1
@@ -232,12 +246,14 @@ func (s *Store) Insert(fd int, stx *unix.Statx_t) (*Inode, error) {
 		existing.lookups++
 		existing.refs.Add(1)
 		s.mu.Unlock()
-		unix.Close(fd)
+		if !s.cacheFD(existing, fd) {
+			unix.Close(fd)
+		}
 		return existing, nil
 	}
-	i := &Inode{Key: key, Mode: uint32(stx.Mode) & unix.S_IFMT, Handle: h, fd: -1, lookups: 1}
+	i := &Inode{Key: key, Mode: uint32(stx.Mode) & unix.S_IFMT, Handle: h, fd: -1, cachedFD: -1, lookups: 1}
 	if h != nil {
-		unix.Close(fd)
+		// Cached below, once i is in the table and referenced.
 	} else {
 		if !s.opts.Budget.Acquire() {
 			s.mu.Unlock()
@@ -256,6 +272,9 @@ func (s *Store) Insert(fd int, stx *unix.Statx_t) (*Inode, error) {
 		s.byKey[key] = i
 	}
 	s.mu.Unlock()
+	if h != nil && !s.cacheFD(i, fd) {
+		unix.Close(fd)
+	}
 	return i, nil
 }
 
@@ -342,26 +361,43 @@ func (s *Store) Len() int {
 type PathFD struct {
 	FD    int
 	owned bool
+	// cached is set when FD is the inode's cached descriptor, which stays
+	// open while the read lock is held.
+	cached *sync.RWMutex
 }
 
-// Close releases the descriptor if it was opened for this operation.
+// Close releases the descriptor.
 func (p PathFD) Close() {
-	if p.owned {
+	switch {
+	case p.owned:
 		unix.Close(p.FD)
+	case p.cached != nil:
+		p.cached.RUnlock()
 	}
 }
 
-// PathFD returns an O_PATH descriptor of i: its own descriptor, or one
-// opened from its file handle. ESTALE means the object is gone.
+// PathFD returns an O_PATH descriptor of i: its own descriptor, its cached
+// one, or one opened from its file handle (and offered to the cache).
+// ESTALE means the object is gone.
 func (s *Store) PathFD(i *Inode) (PathFD, error) {
 	if i.fd >= 0 {
 		return PathFD{FD: i.fd}, nil
 	}
-	fd, err := s.openHandle(i, unix.O_PATH)
-	if err != nil {
-		return PathFD{FD: -1}, err
+	for attempt := 0; ; attempt++ {
+		i.cacheMu.RLock()
+		if i.cachedFD >= 0 {
+			return PathFD{FD: i.cachedFD, cached: &i.cacheMu}, nil
+		}
+		i.cacheMu.RUnlock()
+		fd, err := s.openHandle(i, unix.O_PATH)
+		if err != nil {
+			return PathFD{FD: -1}, err
+		}
+		// Evicted between caching and the read lock: at most once more.
+		if attempt > 0 || !s.cacheFD(i, fd) {
+			return PathFD{FD: fd, owned: true}, nil
+		}
 	}
-	return PathFD{FD: fd, owned: true}, nil
 }
 
 // Open opens i's host object with flags and returns a descriptor the caller
@@ -375,19 +411,13 @@ func (s *Store) Open(i *Inode, flags int) (int, error) {
 	}
 	flags |= unix.O_CLOEXEC
 	flags &^= unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_PATH
-	if i.fd < 0 {
-		return s.openHandle(i, flags)
+	if i.fd >= 0 {
+		return openProcFD(s.opts.ProcSelfFD, i.fd, flags)
 	}
-	// Re-opening through /proc/self/fd/N opens the very object the O_PATH
-	// descriptor refers to, whatever has been renamed since, and never
-	// resolves a path under the shared directory.
-	for {
-		fd, err := unix.Openat(s.opts.ProcSelfFD, strconv.Itoa(i.fd), flags, 0)
-		if err == unix.EINTR {
-			continue
-		}
+	if fd, ok, err := s.reopenCached(i, flags); ok {
 		return fd, err
 	}
+	return s.openHandle(i, flags)
 }
 
 func (s *Store) openHandle(i *Inode, flags int) (int, error) {

@@ -18,6 +18,11 @@ var allModes = []FileHandleMode{FileHandlesNever, FileHandlesPrefer, FileHandles
 // newStore returns a store on a fresh temporary directory.
 func newStore(t testing.TB, mode FileHandleMode, budget *FDBudget) (*Store, string) {
 	t.Helper()
+	return newStoreOpts(t, Options{FileHandles: mode, Budget: budget})
+}
+
+func newStoreOpts(t testing.TB, opts Options) (*Store, string) {
+	t.Helper()
 	dir := t.TempDir()
 	rootFD, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -27,9 +32,10 @@ func newStore(t testing.TB, mode FileHandleMode, budget *FDBudget) (*Store, stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(rootFD, Options{FileHandles: mode, Budget: budget, ProcSelfFD: procFD})
+	opts.ProcSelfFD = procFD
+	s, err := New(rootFD, opts)
 	if err != nil {
-		t.Fatalf("New(%v): %v", mode, err)
+		t.Fatalf("New(%v): %v", opts.FileHandles, err)
 	}
 	t.Cleanup(func() {
 		s.Close()
