@@ -73,7 +73,7 @@ func TestMountErrors(t *testing.T) {
 }
 
 // TestSignals checks that SIGINT and SIGTERM unmount and exit with status 0
-// (daemon.stop fails the test otherwise), also while the mount is in use.
+// (daemon.stop fails the test otherwise), keeping what was written.
 func TestSignals(t *testing.T) {
 	requireMountEnv(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {

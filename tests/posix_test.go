@@ -2,14 +2,16 @@ package tests
 
 import (
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/posixtest"
 )
 
 // knownFailures lists posixtest cases that cannot pass on a ferryfs mount,
-// each with the reason, found by reading the case. They are skipped with
-// that reason rather than hidden.
+// each with the reason, found by reading the case. A key is a case name
+// (every variant) or "variant/case". They are skipped with the reason rather
+// than hidden.
 var knownFailures = map[string]string{
 	// FcntlFlockLocksFile takes an F_WRLCK with F_SETLK on one fd and then
 	// expects F_SETLK(F_RDLCK) on a second fd of the same file, from the
@@ -17,7 +19,8 @@ var knownFailures = map[string]string{
 	// process, so the second request never conflicts with the first: the
 	// case fails on every Linux file system (on the host's ext4 too), and
 	// go-fuse's own posixtest.TestAll skips it ("TODO - fix this test").
-	"FcntlFlockLocksFile": "the case is wrong for POSIX locks: fcntl locks of one process never conflict with each other, so F_SETLK succeeds where it expects EAGAIN (fails on ext4 too; go-fuse's own TestAll skips it)",
+	"FcntlFlockLocksFile": "the case is wrong for POSIX locks: fcntl locks of one process never conflict " +
+		"with each other, so F_SETLK succeeds where it expects EAGAIN (fails on ext4 too; go-fuse's own TestAll skips it)",
 }
 
 // tmpfsBacked lists posixtest cases that need a shared directory on tmpfs
@@ -31,7 +34,8 @@ var posixVariants = []struct {
 	name  string
 	flags []string
 }{
-	{"default", []string{"--xattr"}},
+	{"fh-never", []string{"--xattr", "--inode-file-handles=never"}},
+	{"fh-prefer", []string{"--xattr", "--inode-file-handles=prefer"}}, // ferryfs's default
 	{"fh-mandatory", []string{"--xattr", "--inode-file-handles=mandatory"}},
 }
 
@@ -49,10 +53,11 @@ func TestPosix(t *testing.T) {
 			for _, name := range caseNames {
 				fn := posixtest.All[name]
 				t.Run(name, func(t *testing.T) {
-					if reason, ok := knownFailures[name]; ok {
-						t.Skipf("known failure: %s", reason)
+					for _, key := range []string{name, v.name + "/" + name} {
+						if reason, ok := knownFailures[key]; ok {
+							t.Skipf("known failure: %s", reason)
+						}
 					}
-					requireMountEnv(t)
 					src := t.TempDir()
 					if reason, ok := tmpfsBacked[name]; ok {
 						t.Logf("shared directory on tmpfs: %s", reason)
@@ -64,5 +69,28 @@ func TestPosix(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestKnownFailuresNameRealCases keeps knownFailures and tmpfsBacked from
+// naming cases or variants that do not exist.
+func TestKnownFailuresNameRealCases(t *testing.T) {
+	variants := map[string]bool{}
+	for _, v := range posixVariants {
+		variants[v.name] = true
+	}
+	for _, m := range []map[string]string{knownFailures, tmpfsBacked} {
+		for key := range m {
+			name := key
+			if v, n, ok := strings.Cut(key, "/"); ok {
+				if !variants[v] {
+					t.Errorf("key %q names no variant of posixVariants", key)
+				}
+				name = n
+			}
+			if _, ok := posixtest.All[name]; !ok {
+				t.Errorf("key %q names no case of posixtest.All", key)
+			}
+		}
 	}
 }
