@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# bench-vs-virtiofsd.sh: boot the same guest workloads against ferryfs and
+# against virtiofsd 1.13, alternating runs, and print medians and
+# ferryfs/virtiofsd ratios of the guest's wall time and the daemon's CPU
+# time. Run as root; it prepares the QEMU assets like the tests do.
+#
+#   sudo scripts/bench-vs-virtiofsd.sh                 # 3 rounds, --cache=auto
+#   sudo ROUNDS=5 FLAGS="--cache=never" scripts/bench-vs-virtiofsd.sh
+#
+# Guests run under TCG, so absolute times mostly measure the emulated guest
+# kernel; the daemon CPU time is the steadier figure.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+	export PATH="/usr/local/go/bin:$PATH"
+fi
+scripts/e2e-assets.sh >/dev/null
+export FERRYFS_BENCH_ROUNDS="${ROUNDS:-3}"
+export FERRYFS_BENCH_FLAGS="${FLAGS:---cache=auto}"
+exec go test -run '^$' -bench '^BenchmarkGuestVsVirtiofsd$' -benchtime 1x -timeout 3h ./tests/vm/

@@ -1,0 +1,135 @@
+package vm
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchGroup is one guest boot of the comparison: the fsworkload -bench
+// workloads it runs, and the ones whose times it reports (the others only
+// prepare files).
+type benchGroup struct {
+	name     string
+	run      string // -only
+	report   []string
+	flags    string // more fsworkload flags
+	describe string
+}
+
+var benchGroups = []benchGroup{
+	{"metadata", "small-create,small-stat,small-read,small-unlink", []string{"small-create", "small-stat", "small-read", "small-unlink"},
+		"-bench-files 2000", "create, stat, read and unlink 2000 small files"},
+	{"sequential", "seq-write,seq-read", []string{"seq-write", "seq-read"},
+		"-bench-mib 256", "1 MiB writes then reads of a 256 MiB file"},
+	{"random", "seq-write,rand-read", []string{"rand-read"},
+		"-bench-mib 64 -bench-reads 4096", "4096 random 4 KiB reads of a 64 MiB file (daemon CPU includes writing it)"},
+}
+
+// BenchmarkGuestVsVirtiofsd boots the same guest workloads against ferryfs
+// and virtiofsd 1.13, alternating runs (A B, B A, ...), and prints the
+// median guest wall time of each workload and the median daemon CPU time of
+// each group, with the ferryfs/virtiofsd ratios. It is a comparison for
+// people (scripts/bench-vs-virtiofsd.sh), not a test: nothing is asserted.
+//
+// FERRYFS_BENCH_ROUNDS sets the number of rounds (default 3);
+// FERRYFS_BENCH_FLAGS adds flags to both daemons (default --cache=auto).
+func BenchmarkGuestVsVirtiofsd(b *testing.B) {
+	RequireVM(b)
+	rounds := 3
+	if s := os.Getenv("FERRYFS_BENCH_ROUNDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("FERRYFS_BENCH_ROUNDS=%q: want a positive number", s)
+		}
+		rounds = n
+	}
+	flags := strings.Fields(os.Getenv("FERRYFS_BENCH_FLAGS"))
+	if len(flags) == 0 {
+		flags = []string{"--cache=auto"}
+	}
+	a := LoadAssets(b)
+	files := GuestBinaries(b)
+	daemons := []Daemon{
+		Ferryfs{Binary: BuildFerryfs(b), Flags: flags},
+		Virtiofsd{Flags: flags},
+	}
+	// wall[daemon][workload] and cpu[daemon][group] collect every round.
+	wall := map[string]map[string][]float64{}
+	cpu := map[string]map[string][]float64{}
+	for _, d := range daemons {
+		wall[d.Name()], cpu[d.Name()] = map[string][]float64{}, map[string][]float64{}
+	}
+	for n := 0; n < b.N; n++ {
+		for round := 0; round < rounds; round++ {
+			for _, g := range benchGroups {
+				order := daemons
+				if round%2 == 1 {
+					order = []Daemon{daemons[1], daemons[0]}
+				}
+				for _, d := range order {
+					res := bootBench(b, a, files, d, g)
+					for _, r := range res.Bench {
+						wall[d.Name()][r.Name] = append(wall[d.Name()][r.Name], r.Seconds)
+					}
+					cpu[d.Name()][g.name] = append(cpu[d.Name()][g.name], res.DaemonCPU.Seconds())
+					fmt.Printf("round %d %-10s %-9s daemon CPU %6.2fs guest %s\n",
+						round+1, g.name, d.Name(), res.DaemonCPU.Seconds(), res.Elapsed.Round(time.Millisecond))
+				}
+			}
+		}
+	}
+	fmt.Printf("\nferryfs vs virtiofsd 1.13, %d rounds, flags %s (medians; ratio < 1 means ferryfs is faster)\n",
+		rounds, strings.Join(flags, " "))
+	fmt.Printf("%-28s %12s %12s %8s\n", "guest wall time (s)", "ferryfs", "virtiofsd", "ratio")
+	for _, g := range benchGroups {
+		for _, w := range g.report {
+			printRatio(w, median(wall["ferryfs"][w]), median(wall["virtiofsd"][w]))
+		}
+	}
+	fmt.Printf("%-28s %12s %12s %8s\n", "daemon CPU time (s)", "ferryfs", "virtiofsd", "ratio")
+	for _, g := range benchGroups {
+		printRatio(g.name+" ("+g.run+")", median(cpu["ferryfs"][g.name]), median(cpu["virtiofsd"][g.name]))
+	}
+	for _, g := range benchGroups {
+		fmt.Printf("  %s: %s\n", g.name, g.describe)
+	}
+}
+
+func bootBench(b *testing.B, a *Assets, files map[string]string, d Daemon, g benchGroup) *Result {
+	b.Helper()
+	run := NewRun(b, a, "")
+	cmd := GuestFsworkload + " -bench -only " + g.run + " " + g.flags + " " + guestMountDir
+	res, err := Boot(b, BootOptions{Run: run, Daemon: d, Files: files, Commands: []string{cmd}, Timeout: 20 * time.Minute})
+	if err != nil {
+		b.Fatalf("%s, %s: %v", d.Name(), g.name, err)
+	}
+	if res.Summary.Fail > 0 || len(res.Bench) == 0 {
+		b.Fatalf("%s, %s: the workload failed:\n%s", d.Name(), g.name, res.Console)
+	}
+	return res
+}
+
+func printRatio(name string, a, v float64) {
+	ratio := "n/a"
+	if v > 0 {
+		ratio = fmt.Sprintf("%.2f", a/v)
+	}
+	fmt.Printf("%-28s %12.3f %12.3f %8s\n", name, a, v, ratio)
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
