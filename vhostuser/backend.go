@@ -119,14 +119,19 @@ func (b *Backend) Serve(fd int) error {
 func (b *Backend) worker() {
 	defer b.workersDone.Done()
 	for j := range b.jobs {
-		v := j.ring
-		n := b.dev.Serve(v.index, &j.chain)
-		if v.q.Push(&j.chain, n) {
-			v.signal()
-		}
-		v.inflight.Done()
-		b.putJob(j)
+		b.serve(j)
 	}
+}
+
+// serve has the device serve one chain and returns it to the driver.
+func (b *Backend) serve(j *job) {
+	v := j.ring
+	n := b.dev.Serve(v.index, &j.chain)
+	if v.q.Push(&j.chain, n) {
+		v.signal()
+	}
+	v.inflight.Done()
+	b.putJob(j)
 }
 
 func (b *Backend) getJob(v *vring) *job {
