@@ -85,7 +85,11 @@ func (b *Backend) offeredProtocol() uint64 {
 // breaks the protocol, which returns an error saying how. Either way every
 // ring is stopped and the guest memory unmapped before it returns.
 func (b *Backend) Serve(fd int) error {
-	b.conn = newConn(fd)
+	c, err := newConn(fd)
+	if err != nil {
+		return err
+	}
+	b.conn = c
 	b.jobs = make(chan *job, 4*b.opts.Workers)
 	for i := 0; i < b.opts.Workers; i++ {
 		b.workersDone.Add(1)
@@ -99,7 +103,7 @@ func (b *Backend) Serve(fd int) error {
 		close(b.jobs)
 		b.workersDone.Wait()
 		b.mem.Store(nil).Unmap()
-		unix.Close(fd)
+		c.close()
 	}()
 	for {
 		m, err := b.conn.read()
@@ -501,6 +505,13 @@ func (b *Backend) setVringFD(m *message) error {
 	}
 	switch m.req {
 	case SetVringCall:
+		// signal writes it with a raw system call, which must not block.
+		if fd >= 0 {
+			if err := unix.SetNonblock(fd, true); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("queue %d call descriptor: %w", v.index, err)
+			}
+		}
 		v.setCall(fd)
 		return nil
 	case SetVringErr:

@@ -5,21 +5,49 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
 
 // conn reads and writes vhost-user messages on a connected unix socket,
 // with the file descriptors they carry.
+//
+// It goes through Go's netpoller (a net.UnixConn) rather than blocking
+// recvmsg calls: a goroutine blocked in a system call holds a P, and with
+// the rings' goroutines holding theirs (see vring.run) the runtime would
+// keep taking Ps back and handing them to new threads.
 type conn struct {
-	fd      int
+	f       *os.File // owns the socket descriptor Serve was given
+	uc      *net.UnixConn
 	hdr     [headerSize]byte
 	payload [maxPayload]byte
 	oob     []byte
 }
 
-func newConn(fd int) *conn {
-	return &conn{fd: fd, oob: make([]byte, unix.CmsgSpace(4*maxFDs))}
+// newConn takes over the connected socket fd: conn closes it (on error
+// too).
+func newConn(fd int) (*conn, error) {
+	f := os.NewFile(uintptr(fd), "vhost-user")
+	fc, err := net.FileConn(f) // works on a duplicate of fd
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("vhost-user socket: %w", err)
+	}
+	uc, ok := fc.(*net.UnixConn)
+	if !ok {
+		fc.Close()
+		f.Close()
+		return nil, fmt.Errorf("vhost-user socket is a %T, not a unix socket", fc)
+	}
+	return &conn{f: f, uc: uc, oob: make([]byte, unix.CmsgSpace(4*maxFDs))}, nil
+}
+
+// close closes both descriptors of the socket.
+func (c *conn) close() {
+	c.uc.Close()
+	c.f.Close()
 }
 
 // errClosed is returned when the front-end closed the connection between
@@ -92,27 +120,26 @@ func (c *conn) recvFull(b []byte) (int, []int, error) {
 	return got, fds, nil
 }
 
-// recv is one recvmsg, returning the descriptors that came with it.
+// recv is one recvmsg, returning the descriptors that came with it (Go
+// receives them close-on-exec).
 func (c *conn) recv(b []byte) (int, []int, error) {
-	for {
-		n, oobn, flags, _, err := unix.Recvmsg(c.fd, b, c.oob, unix.MSG_CMSG_CLOEXEC)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, nil, fmt.Errorf("recvmsg: %w", err)
-		}
-		fds, perr := parseRights(c.oob[:oobn])
-		if flags&unix.MSG_CTRUNC != 0 {
-			closeFDs(fds)
-			return 0, nil, fmt.Errorf("too many file descriptors in one message")
-		}
-		if perr != nil {
-			closeFDs(fds)
-			return 0, nil, perr
-		}
-		return n, fds, nil
+	n, oobn, flags, _, err := c.uc.ReadMsgUnix(b, c.oob)
+	fds, perr := parseRights(c.oob[:oobn])
+	switch {
+	case err != nil && errors.Is(err, io.EOF):
+		closeFDs(fds)
+		return 0, nil, nil
+	case err != nil:
+		closeFDs(fds)
+		return 0, nil, fmt.Errorf("recvmsg: %w", err)
+	case flags&unix.MSG_CTRUNC != 0:
+		closeFDs(fds)
+		return 0, nil, fmt.Errorf("too many file descriptors in one message")
+	case perr != nil:
+		closeFDs(fds)
+		return 0, nil, perr
 	}
+	return n, fds, nil
 }
 
 func parseRights(oob []byte) ([]int, error) {
@@ -145,15 +172,8 @@ func (c *conn) reply(req Request, payload []byte) error {
 	binary.LittleEndian.PutUint32(b[4:], flagVersion|flagReply)
 	binary.LittleEndian.PutUint32(b[8:], uint32(len(payload)))
 	copy(b[headerSize:], payload)
-	for len(b) > 0 {
-		n, err := unix.Write(c.fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("reply to %v: %w", req, err)
-		}
-		b = b[n:]
+	if _, err := c.uc.Write(b); err != nil {
+		return fmt.Errorf("reply to %v: %w", req, err)
 	}
 	return nil
 }
