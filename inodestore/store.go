@@ -315,16 +315,24 @@ func (s *Store) Forget(id fuseproto.NodeID, n uint64) {
 		s.mu.Unlock()
 		return
 	}
-	if n >= i.lookups {
+	gone := n >= i.lookups
+	if gone {
 		i.lookups = 0
 		s.removeLocked(i)
 	} else {
 		i.lookups -= n
 	}
 	s.mu.Unlock()
+	if gone {
+		// Outside the lock: closing the last descriptor of a file unlinked
+		// on the host is where the host file system frees it, which can
+		// take a while, and every lookup waits for s.mu.
+		s.Put(i)
+	}
 }
 
-// removeLocked takes i out of the table and drops the table's reference.
+// removeLocked takes i out of the table. The caller drops the table's
+// reference with Put once it has released s.mu.
 func (s *Store) removeLocked(i *Inode) {
 	delete(s.nodes, i.ID)
 	if i.Handle != nil {
@@ -335,7 +343,6 @@ func (s *Store) removeLocked(i *Inode) {
 	} else if s.byKey[i.Key] == i {
 		delete(s.byKey, i.Key)
 	}
-	s.Put(i)
 }
 
 // Lookups returns the lookup count of id, and false for an unknown id.
@@ -446,13 +453,18 @@ func (s *Store) Reset() {
 		s.PutHandle(h)
 	}
 	s.mu.Lock()
+	var gone []*Inode
 	for _, i := range s.nodes {
 		if i != s.root {
 			i.lookups = 0
 			s.removeLocked(i)
+			gone = append(gone, i)
 		}
 	}
 	s.mu.Unlock()
+	for _, i := range gone {
+		s.Put(i)
+	}
 }
 
 // Close releases everything, the root and the mount descriptors included.
