@@ -260,12 +260,26 @@ prepare_chroot() {
 	VIRTIOFSD_PACKAGE=$(awk -F= '$1 == "virtiofsd" { print $0 }' "$dir/.ferryfs-e2e-stamp")
 }
 
+# prepare_host_qemu installs bookworm's QEMU (7.2) on the host, the other
+# front-end version the vhost-user back-end is tested with; HOST_QEMU and
+# HOST_QEMU_PACKAGE name it.
+prepare_host_qemu() {
+	if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+		log "installing the host's qemu-system-x86 (QEMU 7.2)"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 >&2 ||
+			die "installing qemu-system-x86 on the host failed"
+	fi
+	HOST_QEMU=$(command -v qemu-system-x86_64)
+	HOST_QEMU_PACKAGE="qemu-system-x86=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null || echo unknown)"
+}
+
 # write_env writes $CACHE/env atomically and prints it.
 write_env() {
 	local tmp=$CACHE/.env.$$ k v
 	: >"$tmp"
 	for k in FERRYFS_E2E_CACHE CHROOT CHROOT_MOUNTPOINT QEMU VIRTIOFSD KERNEL MODULES_DIR MODULES BUSYBOX \
-		KERNEL_PACKAGE BUSYBOX_PACKAGE QEMU_PACKAGE VIRTIOFSD_PACKAGE; do
+		KERNEL_PACKAGE BUSYBOX_PACKAGE QEMU_PACKAGE VIRTIOFSD_PACKAGE HOST_QEMU HOST_QEMU_PACKAGE; do
 		v=${!k}
 		case $v in *"'"* | *$'\n'*) die "value of $k contains a quote or newline: $v" ;; esac
 		printf "%s='%s'\n" "$k" "$v" >>"$tmp"
@@ -288,6 +302,7 @@ main() {
 	prepare_busybox
 	prepare_kernel
 	prepare_chroot
+	prepare_host_qemu
 
 	FERRYFS_E2E_CACHE=$CACHE
 	QEMU=/usr/bin/qemu-system-x86_64

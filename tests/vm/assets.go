@@ -20,6 +20,8 @@ type Assets struct {
 	Chroot           string   // host path of the trixie chroot
 	ChrootMountpoint string   // empty directory in the chroot for the run directory ("/e2e")
 	QEMU             string   // qemu-system-x86_64, as a path inside the chroot
+	HostQEMU         string   // the host's own qemu-system-x86_64 (bookworm: QEMU 7.2)
+	HostQEMUPackage  string
 	Virtiofsd        string   // virtiofsd, as a path inside the chroot
 	Kernel           string   // host path of the guest's vmlinuz
 	ModulesDir       string   // host directory holding <module>.ko files
@@ -131,6 +133,8 @@ func assetsFromEnv(env map[string]string) (*Assets, error) {
 		Chroot:           get("CHROOT"),
 		ChrootMountpoint: get("CHROOT_MOUNTPOINT"),
 		QEMU:             get("QEMU"),
+		HostQEMU:         get("HOST_QEMU"),
+		HostQEMUPackage:  get("HOST_QEMU_PACKAGE"),
 		Virtiofsd:        get("VIRTIOFSD"),
 		Kernel:           get("KERNEL"),
 		ModulesDir:       get("MODULES_DIR"),

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -43,6 +44,9 @@ type BootOptions struct {
 	// QMPSocket, if set, is a host path in the run directory on which QEMU
 	// serves QMP (-qmp unix:...,server=on,wait=off), e.g. for migration.
 	QMPSocket string
+	// HostQEMU runs the host's QEMU (Assets.HostQEMU, bookworm's 7.2)
+	// instead of the chroot's QEMU 10.
+	HostQEMU bool
 	// QEMUArgs are extra QEMU arguments (paths as the chroot sees them).
 	QEMUArgs []string
 	// Console, if set, also receives the serial console as it arrives.
@@ -107,12 +111,25 @@ func Start(t testing.TB, opts BootOptions) (*Machine, error) {
 		return nil, err
 	}
 
-	args, err := qemuArgs(run, &opts, socket, kernel, initrd)
+	qemu, path := a.QEMU, run.ChrootPath
+	if opts.HostQEMU {
+		if a.HostQEMU == "" {
+			return nil, errors.New("no host QEMU among the assets (HOST_QEMU)")
+		}
+		qemu, path = a.HostQEMU, func(p string) (string, error) { return p, nil }
+	}
+	args, err := qemuArgs(path, &opts, socket, kernel, initrd)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
-	cmd := run.Command(ctx, append([]string{a.QEMU}, args...)...)
+	var cmd *exec.Cmd
+	if opts.HostQEMU {
+		cmd = exec.CommandContext(ctx, qemu, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	} else {
+		cmd = run.Command(ctx, append([]string{qemu}, args...)...)
+	}
 	// The console is read from a pipe of our own rather than
 	// cmd.StdoutPipe, which cmd.Wait (in another goroutine) may close
 	// before the last of the console has been read.
@@ -125,16 +142,16 @@ func Start(t testing.TB, opts BootOptions) (*Machine, error) {
 	m := &Machine{t: t, Run: run, Daemon: daemon, opts: opts, console: &lockedBuffer{},
 		ctx: ctx, cancel: cancel, copied: make(chan struct{})}
 	m.start = time.Now()
-	qemu, err := startQEMU(t, cmd)
+	proc, err := startQEMU(t, cmd)
 	consoleW.Close() // QEMU holds the write end now; EOF comes when it exits
 	if err != nil {
 		consoleR.Close()
 		cancel()
 		return nil, err
 	}
-	m.proc = qemu
+	m.proc = proc
 	go m.copyConsole(consoleR)
-	t.Logf("started QEMU (pid %d, timeout %s): %s %s", qemu.Pid(), opts.Timeout, a.QEMU, strings.Join(args, " "))
+	t.Logf("started QEMU (pid %d, timeout %s): %s %s", proc.Pid(), opts.Timeout, qemu, strings.Join(args, " "))
 	return m, nil
 }
 

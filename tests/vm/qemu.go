@@ -7,11 +7,12 @@ import (
 	"strings"
 )
 
-// qemuArgs returns QEMU's command line, paths as the chroot sees them.
-func qemuArgs(run *Run, o *BootOptions, socket, kernel, initrd string) ([]string, error) {
+// qemuArgs returns QEMU's command line, with paths as path makes them
+// (as the chroot sees them, for the chroot's QEMU).
+func qemuArgs(path func(string) (string, error), o *BootOptions, socket, kernel, initrd string) ([]string, error) {
 	var paths []string
 	for _, p := range []string{socket, kernel, initrd} {
-		cp, err := run.ChrootPath(p)
+		cp, err := path(p)
 		if err != nil {
 			return nil, err
 		}
@@ -33,7 +34,7 @@ func qemuArgs(run *Run, o *BootOptions, socket, kernel, initrd string) ([]string
 		"-append", strings.TrimSpace("console=ttyS0 panic=-1 quiet " + o.KernelArgs),
 	}
 	if o.QMPSocket != "" {
-		qmp, err := run.ChrootPath(o.QMPSocket)
+		qmp, err := path(o.QMPSocket)
 		if err != nil {
 			return nil, err
 		}
