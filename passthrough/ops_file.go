@@ -109,7 +109,7 @@ func (fs *FS) Create(r *fuseproto.Request, in *fuse.CreateIn, name string, out *
 	if in.Flags&unix.O_EXCL != 0 {
 		flags |= unix.O_EXCL
 	}
-	return fs.createHandle(in, out, func() (int, error) {
+	return fs.createHandle(in, flags, out, func() (int, error) {
 		return openBeneath(pfd.FD, name, flags, in.Mode)
 	})
 }
@@ -128,14 +128,14 @@ func (fs *FS) Tmpfile(r *fuseproto.Request, in *fuse.CreateIn, out *fuse.CreateO
 	if flags&unix.O_ACCMODE == unix.O_RDONLY {
 		return syscall.EINVAL // O_TMPFILE needs write access
 	}
-	return fs.createHandle(in, out, func() (int, error) {
-		return openBeneath(pfd.FD, ".", flags&^unix.O_NOFOLLOW, in.Mode)
+	return fs.createHandle(in, flags, out, func() (int, error) {
+		return openBeneath(pfd.FD, ".", flags, in.Mode)
 	})
 }
 
-// createHandle runs create, which returns a new open descriptor, and
-// records both the new inode and the handle.
-func (fs *FS) createHandle(in *fuse.CreateIn, out *fuse.CreateOut, create func() (int, error)) syscall.Errno {
+// createHandle runs create, which returns a new descriptor opened with
+// flags, and records both the new inode and the handle.
+func (fs *FS) createHandle(in *fuse.CreateIn, flags int, out *fuse.CreateOut, create func() (int, error)) syscall.Errno {
 	if err := fs.store.ReserveFD(); err != nil {
 		return fs.errno("create", err)
 	}
@@ -144,21 +144,14 @@ func (fs *FS) createHandle(in *fuse.CreateIn, out *fuse.CreateOut, create func()
 		fs.store.UnreserveFD()
 		return fs.errno("create", err)
 	}
-	if errno := fs.insertOpened(fd, &out.EntryOut); errno != 0 {
+	i, errno := fs.insertOpened(fd, &out.EntryOut)
+	if errno != 0 {
 		unix.Close(fd)
 		fs.store.UnreserveFD()
 		return errno
 	}
-	i, err := fs.store.Get(fuseproto.NodeID(out.NodeId))
-	if err != nil {
-		// Only a FORGET racing the reply could do this; the guest has
-		// not seen the node yet, so it cannot have sent one.
-		unix.Close(fd)
-		fs.store.UnreserveFD()
-		return fs.errno("create", err)
-	}
 	defer fs.put(i)
-	out.Fh = fs.store.AddHandle(i, fd, fs.hostOpenFlags(in.Flags), in.Flags)
+	out.Fh = fs.store.AddHandle(i, fd, flags, in.Flags)
 	out.OpenFlags = fs.openFlags(false)
 	return 0
 }

@@ -58,29 +58,38 @@ func (fs *FS) lookupIn(p *inodestore.Inode, name string, out *fuse.EntryOut) sys
 // that insert takes over), found in a directory on mount parentMount, and
 // describes it in out.
 func (fs *FS) insert(fd int, out *fuse.EntryOut, parentMount uint64) syscall.Errno {
+	i, errno := fs.insertRef(fd, out, parentMount)
+	if errno == 0 {
+		fs.put(i)
+	}
+	return errno
+}
+
+// insertRef is insert that also returns the inode, with a reference the
+// caller gives back with put.
+func (fs *FS) insertRef(fd int, out *fuse.EntryOut, parentMount uint64) (*inodestore.Inode, syscall.Errno) {
 	var stx unix.Statx_t
 	if err := statxFD(fd, &stx); err != nil {
 		unix.Close(fd)
-		return fs.errno("statx", err)
+		return nil, fs.errno("statx", err)
 	}
 	i, err := fs.store.Insert(fd, &stx)
 	if err != nil {
-		return fs.errno("insert inode", err)
+		return nil, fs.errno("insert inode", err)
 	}
 	fs.fillEntry(out, i, &stx, parentMount)
-	fs.put(i)
-	return 0
+	return i, 0
 }
 
 // insertOpened records a lookup of the object open at fd (any descriptor,
-// which stays the caller's), as CREATE and TMPFILE need. A new file is on
-// its directory's mount.
-func (fs *FS) insertOpened(fd int, out *fuse.EntryOut) syscall.Errno {
+// which stays the caller's), as CREATE and TMPFILE need, and returns the
+// inode with a reference. A new file is on its directory's mount.
+func (fs *FS) insertOpened(fd int, out *fuse.EntryOut) (*inodestore.Inode, syscall.Errno) {
 	pathFD, err := fs.reopenPath(fd)
 	if err != nil {
-		return fs.errno("reopen", err)
+		return nil, fs.errno("reopen", err)
 	}
-	return fs.insert(pathFD, out, noParentMount)
+	return fs.insertRef(pathFD, out, noParentMount)
 }
 
 // noParentMount stands for "not a submount, whatever the mounts say", for

@@ -14,14 +14,14 @@ import (
 // memory and check what the device side makes of them.
 
 const (
-	memBase  = 0x100000
-	memSize  = 1 << 20
-	qsize    = 8
-	descAt   = memBase
-	availAt  = memBase + 0x1000
-	usedAt   = memBase + 0x2000
-	bufAt    = memBase + 0x10000
-	tableAt  = memBase + 0x8000 // indirect tables
+	memBase = 0x100000
+	memSize = 1 << 20
+	qsize   = 8
+	descAt  = memBase
+	availAt = memBase + 0x1000
+	usedAt  = memBase + 0x2000
+	bufAt   = memBase + 0x10000
+	tableAt = memBase + 0x8000 // indirect tables
 )
 
 type driver struct {

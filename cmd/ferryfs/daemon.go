@@ -205,18 +205,11 @@ func lookupGroup(name string) (int, error) {
 // that connects, and returns when it disconnects (exit 0, as virtiofsd) or
 // when ctx is done.
 func runDaemon(ctx context.Context, cfg daemonConfig, stderr io.Writer) error {
-	log, closeLog := openLogger(cfg.fsConfig, stderr)
-	defer closeLog()
-	slog.SetDefault(log)
-	for _, w := range cfg.warnings {
-		log.Warn(w)
-	}
-	pfs, err := openFS(cfg.fsConfig, log)
+	log, srv, closeFS, err := startFS(cfg.fsConfig, stderr)
 	if err != nil {
 		return err
 	}
-	defer pfs.Close()
-	srv := fuseproto.NewServer(pfs, fuseproto.ServerOptions{Logger: log})
+	defer closeFS()
 	dev, err := virtiofs.New(srv, cfg.tag)
 	if err != nil {
 		return err
@@ -243,6 +236,24 @@ func runDaemon(ctx context.Context, cfg daemonConfig, stderr io.Writer) error {
 	defer stop()
 	be := vhostuser.New(dev, vhostuser.Options{Workers: cfg.workers, Logger: log})
 	return be.Serve(connFD)
+}
+
+// startFS opens the logs and the shared directory, for the daemon and for
+// "ferryfs mount" alike, and returns the FUSE server to serve and what
+// closes it all.
+func startFS(cfg fsConfig, stderr io.Writer) (*slog.Logger, *fuseproto.Server, func(), error) {
+	log, closeLog := openLogger(cfg, stderr)
+	slog.SetDefault(log)
+	for _, w := range cfg.warnings {
+		log.Warn(w)
+	}
+	pfs, err := openFS(cfg, log)
+	if err != nil {
+		closeLog()
+		return nil, nil, nil, err
+	}
+	srv := fuseproto.NewServer(pfs, fuseproto.ServerOptions{Logger: log})
+	return log, srv, func() { pfs.Close(); closeLog() }, nil
 }
 
 // openFS applies the descriptor limits and opens the shared directory.

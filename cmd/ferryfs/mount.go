@@ -18,7 +18,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ferryfs/ferryfs/fusedev"
-	"github.com/ferryfs/ferryfs/fuseproto"
 	"github.com/ferryfs/ferryfs/inodestore"
 	"github.com/ferryfs/ferryfs/internal/fdlimit"
 	"github.com/ferryfs/ferryfs/passthrough"
@@ -239,20 +238,12 @@ func (f *fsFlags) config() (fsConfig, error) {
 // catching the signals that cancel ctx, so that a second one kills a daemon
 // whose unmount hangs.
 func runMount(ctx context.Context, unhandle func(), cfg mountConfig, stderr io.Writer) error {
-	log, closeLog := openLogger(cfg.fsConfig, stderr)
-	defer closeLog()
-	slog.SetDefault(log)
-	for _, w := range cfg.warnings {
-		log.Warn(w)
-	}
-
-	pfs, err := openFS(cfg.fsConfig, log)
+	log, srv, closeFS, err := startFS(cfg.fsConfig, stderr)
 	if err != nil {
 		return err
 	}
+	defer closeFS()
 	opts := cfg.fs
-	defer pfs.Close()
-	srv := fuseproto.NewServer(pfs, fuseproto.ServerOptions{Logger: log})
 
 	conn, err := fusedev.Mount(cfg.mountpoint, fusedev.MountOptions{ReadOnly: opts.Readonly, Logger: log})
 	if err != nil {

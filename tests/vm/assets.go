@@ -16,11 +16,11 @@ import (
 // Assets are the prepared, cached pieces of a guest run, as
 // scripts/e2e-assets.sh reports them in $FERRYFS_E2E_CACHE/env.
 type Assets struct {
-	Cache            string   // the cache directory
-	Chroot           string   // host path of the trixie chroot
-	ChrootMountpoint string   // empty directory in the chroot for the run directory ("/e2e")
-	QEMU             string   // qemu-system-x86_64, as a path inside the chroot
-	HostQEMU         string   // the host's own qemu-system-x86_64 (bookworm: QEMU 7.2)
+	Cache            string // the cache directory
+	Chroot           string // host path of the trixie chroot
+	ChrootMountpoint string // empty directory in the chroot for the run directory ("/e2e")
+	QEMU             string // qemu-system-x86_64, as a path inside the chroot
+	HostQEMU         string // the host's own qemu-system-x86_64 (bookworm: QEMU 7.2)
 	HostQEMUPackage  string
 	Virtiofsd        string   // virtiofsd, as a path inside the chroot
 	Kernel           string   // host path of the guest's vmlinuz
