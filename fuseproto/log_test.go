@@ -5,7 +5,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/ferryfs/ferryfs/internal/warnlimit"
 )
 
 func TestRequestLogging(t *testing.T) {
@@ -32,29 +33,10 @@ func TestWarningsRateLimited(t *testing.T) {
 	s := NewServer(&fakeFS{quiet: true}, ServerOptions{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	s.SetSession(testSession())
 	bad := request(opLookup, 1, []byte("unterminated"))
-	for range 10 * warnBurst {
+	for range 10 * warnlimit.Burst {
 		serve(t, s, bad, 4096)
 	}
-	if n := strings.Count(buf.String(), "malformed FUSE request"); n != warnBurst {
-		t.Errorf("%d warnings logged, want the burst of %d", n, warnBurst)
-	}
-}
-
-func TestWarnLimiter(t *testing.T) {
-	var l warnLimiter
-	now := time.Unix(1000, 0)
-	for i := range warnBurst {
-		if ok, _ := l.allow(now); !ok {
-			t.Fatalf("warning %d refused within the burst", i)
-		}
-	}
-	for range 5 {
-		if ok, _ := l.allow(now.Add(500 * time.Millisecond)); ok {
-			t.Fatal("warning allowed past the burst")
-		}
-	}
-	ok, suppressed := l.allow(now.Add(time.Second))
-	if !ok || suppressed != 5 {
-		t.Errorf("next window: allowed %v, suppressed %d, want true, 5", ok, suppressed)
+	if n := strings.Count(buf.String(), "malformed FUSE request"); n != warnlimit.Burst {
+		t.Errorf("%d warnings logged, want the burst of %d", n, warnlimit.Burst)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/ferryfs/ferryfs/internal/warnlimit"
 )
 
 // ServerOptions configures a Server.
@@ -52,7 +54,7 @@ type Server struct {
 	calls sync.Pool // *call
 	bufs  sync.Pool // *[]byte scratch for variable-size replies
 
-	warnings warnLimiter
+	warnings warnlimit.Limiter
 }
 
 // NewServer returns a Server that serves fs.
@@ -332,7 +334,7 @@ func (s *Server) warn(msg string, c *call, err error) {
 	if !s.log.Enabled(context.Background(), slog.LevelWarn) {
 		return
 	}
-	ok, suppressed := s.warnings.allow(time.Now())
+	ok, suppressed := s.warnings.Allow(time.Now())
 	if !ok {
 		return
 	}
@@ -346,33 +348,4 @@ func (s *Server) warn(msg string, c *call, err error) {
 		attrs = append(attrs, slog.Int("suppressed", suppressed))
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
-}
-
-// warnLimiter lets warnBurst warnings through per second and counts the rest.
-type warnLimiter struct {
-	mu         sync.Mutex
-	window     time.Time
-	count      int
-	suppressed int
-}
-
-const warnBurst = 20
-
-// allow reports whether a warning may be logged now, and how many were
-// suppressed since the last one that was.
-func (l *warnLimiter) allow(now time.Time) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.window) >= time.Second {
-		l.window = now
-		l.count = 0
-	}
-	if l.count >= warnBurst {
-		l.suppressed++
-		return false, 0
-	}
-	l.count++
-	n := l.suppressed
-	l.suppressed = 0
-	return true, n
 }

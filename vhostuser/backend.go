@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/guestmem"
+	"github.com/ferryfs/ferryfs/internal/warnlimit"
 	"github.com/ferryfs/ferryfs/virtqueue"
 )
 
@@ -39,7 +40,7 @@ type Backend struct {
 	jobs        chan *job
 	jobPool     sync.Pool
 	workersDone sync.WaitGroup
-	chainWarn   rateLimit
+	chainWarn   warnlimit.Limiter
 }
 
 // job is one chain on its way to a worker.
@@ -150,8 +151,8 @@ func (b *Backend) putJob(j *job) {
 }
 
 func (b *Backend) warnChain(queue int, err error) {
-	if b.chainWarn.allow(time.Now()) {
-		b.log.Warn("refused a malformed descriptor chain", "queue", queue, "err", err)
+	if ok, suppressed := b.chainWarn.Allow(time.Now()); ok {
+		b.log.Warn("refused a malformed descriptor chain", "queue", queue, "err", err, "suppressed", suppressed)
 	}
 }
 
@@ -571,22 +572,4 @@ func (b *Backend) getConfig(m *message) error {
 	}
 	copy(reply[12:], cfg[offset:offset+size])
 	return b.conn.reply(m.req, reply)
-}
-
-// rateLimit lets through a burst of warnings a second, so a guest cannot
-// flood the host's logs.
-type rateLimit struct {
-	mu     sync.Mutex
-	second time.Time
-	count  int
-}
-
-func (r *rateLimit) allow(now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now.Sub(r.second) >= time.Second {
-		r.second, r.count = now, 0
-	}
-	r.count++
-	return r.count <= 20
 }
