@@ -55,6 +55,9 @@ type Inode struct {
 	Mode uint32
 	// Handle is set when the inode is referenced by file handle.
 	Handle *FileHandle
+	// handleKey is Handle.mapKey(), kept for removing the inode from the
+	// table.
+	handleKey string
 
 	// fd is the O_PATH descriptor, or -1 for an inode referenced by handle
 	// only.

@@ -103,7 +103,8 @@ func New(rootFD int, opts Options) (*Store, error) {
 	s.root = root
 	s.nodes[root.ID] = root
 	if root.Handle != nil {
-		s.byHandle[root.Handle.mapKey()] = root
+		root.handleKey = root.Handle.mapKey()
+		s.byHandle[root.handleKey] = root
 	} else {
 		s.byKey[root.Key] = root
 	}
@@ -251,7 +252,7 @@ func (s *Store) Insert(fd int, stx *unix.Statx_t) (*Inode, error) {
 		}
 		return existing, nil
 	}
-	i := &Inode{Key: key, Mode: uint32(stx.Mode) & unix.S_IFMT, Handle: h, fd: -1, cachedFD: -1, lookups: 1}
+	i := &Inode{Key: key, Mode: uint32(stx.Mode) & unix.S_IFMT, Handle: h, handleKey: hkey, fd: -1, cachedFD: -1, lookups: 1}
 	if h != nil {
 		// Cached below, once i is in the table and referenced.
 	} else {
@@ -336,9 +337,8 @@ func (s *Store) Forget(id fuseproto.NodeID, n uint64) {
 func (s *Store) removeLocked(i *Inode) {
 	delete(s.nodes, i.ID)
 	if i.Handle != nil {
-		hk := i.Handle.mapKey()
-		if s.byHandle[hk] == i {
-			delete(s.byHandle, hk)
+		if s.byHandle[i.handleKey] == i {
+			delete(s.byHandle, i.handleKey)
 		}
 	} else if s.byKey[i.Key] == i {
 		delete(s.byKey, i.Key)
