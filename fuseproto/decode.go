@@ -137,9 +137,21 @@ func (c *call) parseArgs(sess *Session) error {
 		return badRequest(syscall.EINVAL, "%d bytes of extensions in a %d-byte request", ext, c.in.n)
 	}
 	c.argsEnd = c.in.n - ext
-	// Hook for extension parsing (supplementary groups, security
-	// contexts): [c.argsEnd, c.in.n) holds the fuse_ext_header records. They
-	// are ignored for now; a parser would attach what it finds to c.req.
+	if ext > 0 {
+		if ext > maxExtensions {
+			return badRequest(syscall.EINVAL, "%d bytes of extensions, at most %d accepted", ext, maxExtensions)
+		}
+		// Copied first, so that the guest cannot change a record
+		// between its check and its use.
+		if cap(c.extBuf) < ext {
+			c.extBuf = make([]byte, ext)
+		}
+		buf := c.extBuf[:ext]
+		c.in.readAt(buf, c.argsEnd)
+		if err := c.req.Ext.parse(buf); err != nil {
+			return fmt.Errorf("extensions: %w", err)
+		}
+	}
 
 	c.argSize = c.op.argSizeIn(sess)
 	pos := inHeaderSize + c.argSize

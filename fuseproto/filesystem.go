@@ -29,6 +29,9 @@ type Request struct {
 	Header fuse.InHeader
 	// Session is what INIT negotiated.
 	Session *Session
+	// Ext holds the request's extensions: the caller's supplementary
+	// group and the security context of a node being created.
+	Ext Extensions
 }
 
 // Node returns the node id the request is addressed to.
