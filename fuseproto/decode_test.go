@@ -259,10 +259,15 @@ func TestDecodeValid(t *testing.T) {
 		},
 		{
 			name: "LOOKUP with extensions",
-			req:  withExt(request(opLookup, 1, cstr("ext")), bytes.Repeat([]byte{0xee}, 16)),
+			req:  withExt(request(opLookup, 1, cstr("ext")), extRecord(extGroups, groupsBody(1000))),
 			check: func(t *testing.T, fs *fakeFS, r reply) {
 				wantCall(t, fs, "Lookup", 1, "ext")
 			},
+		},
+		{
+			name:  "LOOKUP with malformed extensions",
+			req:   withExt(request(opLookup, 1, cstr("ext")), bytes.Repeat([]byte{0xee}, 16)),
+			errno: syscall.EINVAL,
 		},
 		{
 			name: "LOOKUP error", req: request(opLookup, 1, cstr("missing")), errno: syscall.ENOENT,
@@ -523,7 +528,7 @@ func TestDecodeValid(t *testing.T) {
 		},
 		{
 			name: "WRITE with extensions",
-			req:  withExt(request(opWrite, 4, argBytes(&write), data), bytes.Repeat([]byte{0xee}, 24)),
+			req:  withExt(request(opWrite, 4, argBytes(&write), data), extRecord(99, bytes.Repeat([]byte{0xee}, 16))),
 			check: func(t *testing.T, fs *fakeFS, r reply) {
 				if c := wantCall(t, fs, "Write", 4); !bytes.Equal(c.Data, data) {
 					t.Errorf("wrote %d bytes, want the %d before the extensions", len(c.Data), len(data))
