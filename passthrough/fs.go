@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/idmap"
 	"github.com/ferryfs/ferryfs/inodestore"
 )
 
@@ -41,6 +42,23 @@ type FS struct {
 	killpriv atomic.Bool
 	// submounts is set when INIT negotiated SUBMOUNTS.
 	submounts atomic.Bool
+	// posixACL is set when INIT negotiated POSIX_ACL, DONT_MASK and
+	// SETXATTR_EXT.
+	posixACL atomic.Bool
+	// secLabel is set when INIT negotiated SECURITY_CTX.
+	secLabel atomic.Bool
+	// suppGroup is set when INIT negotiated CREATE_SUPP_GROUP.
+	suppGroup atomic.Bool
+
+	// self is the daemon's own identity, which threads return to after
+	// running as a caller; canSwitch says whether the daemon may take
+	// other identities at all (CAP_SETUID and CAP_SETGID).
+	self      identity
+	canSwitch bool
+	// capabilityName is the host name of the guest's security.capability
+	// when the xattr map stores it elsewhere: the host kernel no longer
+	// clears it on write, truncate and chown, so we do ("" otherwise).
+	capabilityName string
 }
 
 var _ fuseproto.FileSystem = (*FS)(nil)
@@ -83,13 +101,40 @@ func New(opts Options) (*FS, error) {
 	// not negotiate DONT_MASK), so ours must not mask it again. umask is
 	// process-wide; the daemon creates nothing else that depends on it.
 	unix.Umask(0)
-	return &FS{
-		opts:    opts,
-		log:     log,
-		store:   store,
-		procFD:  procFD,
-		timeout: opts.Cache.timeout(),
-	}, nil
+	self, err := currentIdentity()
+	if err != nil {
+		store.Close()
+		unix.Close(procFD)
+		return nil, err
+	}
+	fs := &FS{
+		opts:      opts,
+		log:       log,
+		store:     store,
+		procFD:    procFD,
+		timeout:   opts.Cache.timeout(),
+		self:      self,
+		canSwitch: hasSetIDCaps(),
+	}
+	if !fs.canSwitch {
+		log.Info("no CAP_SETUID and CAP_SETGID: new files are owned by the daemon's user, not the guest's")
+	}
+	if name, remapped := opts.XattrMap.SecurityCapability(); remapped {
+		fs.capabilityName = name
+	}
+	return fs, nil
+}
+
+// hasSetIDCaps reports whether the daemon holds CAP_SETUID and CAP_SETGID,
+// which it needs to create nodes with the guest's ids.
+func hasSetIDCaps() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	const want = 1<<unix.CAP_SETUID | 1<<unix.CAP_SETGID // both < 32
+	return data[0].Effective&want == want
 }
 
 // Store returns the inode store, for migration and diagnostics.
@@ -131,6 +176,30 @@ func (fs *FS) Init(kernelFlags uint64, out *fuse.InitOut) (uint64, syscall.Errno
 	if fs.opts.AllowMmap {
 		want |= fuse.CAP_DIRECT_IO_ALLOW_MMAP
 	}
+	if fs.opts.PosixACL {
+		// All three or none, as virtiofsd: ACLs without DONT_MASK would
+		// have the guest apply the umask even where a default ACL says
+		// otherwise, and without SETXATTR_EXT the kill-sgid rule is lost.
+		const acl = fuse.CAP_POSIX_ACL | fuse.CAP_DONT_MASK | fuse.CAP_SETXATTR_EXT
+		if kernelFlags&acl != acl {
+			fs.log.Error("--posix-acl: the kernel does not offer POSIX_ACL, DONT_MASK and SETXATTR_EXT")
+			return 0, syscall.EPROTO
+		}
+		want |= acl
+		fs.posixACL.Store(true)
+	}
+	if fs.opts.SecurityLabel {
+		if kernelFlags&fuse.CAP_SECURITY_CTX == 0 {
+			fs.log.Error("--security-label: the kernel does not offer SECURITY_CTX")
+			return 0, syscall.EPROTO
+		}
+		want |= fuse.CAP_SECURITY_CTX
+		fs.secLabel.Store(true)
+	}
+	if kernelFlags&fuse.CAP_CREATE_SUPP_GROUP != 0 {
+		want |= fuse.CAP_CREATE_SUPP_GROUP
+		fs.suppGroup.Store(true)
+	}
 	out.TimeGran = 1
 	return want, 0
 }
@@ -141,6 +210,9 @@ func (fs *FS) Destroy() {
 	fs.writeback.Store(false)
 	fs.killpriv.Store(false)
 	fs.submounts.Store(false)
+	fs.posixACL.Store(false)
+	fs.secLabel.Store(false)
+	fs.suppGroup.Store(false)
 }
 
 // errno turns an error from a system call into the errno for the guest.
@@ -175,14 +247,15 @@ func (fs *FS) fillEntry(out *fuse.EntryOut, i *inodestore.Inode, stx *unix.Statx
 	out.Generation = 0
 	out.SetEntryTimeout(fs.timeout)
 	out.SetAttrTimeout(fs.timeout)
-	fillAttr(&out.Attr, stx)
+	fs.fillAttr(&out.Attr, stx)
 	if fs.submounts.Load() && parentMount != noParentMount && stx.Mnt_id != parentMount && i.IsDir() {
 		out.Attr.Flags |= fuse.ATTR_SUBMOUNT
 	}
 }
 
-// fillAttr converts a statx result to FUSE attributes.
-func fillAttr(a *fuse.Attr, stx *unix.Statx_t) {
+// fillAttr converts a statx result to FUSE attributes, with the owner and
+// group as the guest sees them.
+func (fs *FS) fillAttr(a *fuse.Attr, stx *unix.Statx_t) {
 	a.Ino = stx.Ino
 	a.Size = stx.Size
 	a.Blocks = stx.Blocks
@@ -191,7 +264,8 @@ func fillAttr(a *fuse.Attr, stx *unix.Statx_t) {
 	a.Ctime, a.Ctimensec = uint64(stx.Ctime.Sec), stx.Ctime.Nsec
 	a.Mode = uint32(stx.Mode)
 	a.Nlink = stx.Nlink
-	a.Uid, a.Gid = stx.Uid, stx.Gid
+	a.Uid = uint32(fs.opts.UIDMap.ToGuest(idmap.HostUID(stx.Uid)))
+	a.Gid = uint32(fs.opts.GIDMap.ToGuest(idmap.HostGID(stx.Gid)))
 	a.Rdev = encodeDev(stx.Rdev_major, stx.Rdev_minor)
 	a.Blksize = stx.Blksize
 }

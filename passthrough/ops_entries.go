@@ -34,6 +34,39 @@ func (fs *FS) parentDir(node fuseproto.NodeID) (p *inodestore.Inode, pfd inodest
 	return p, pfd, func() { pfd.Close(); fs.put(p) }, 0
 }
 
+// makeNode creates name in the directory p, open at pfd, by running mk with
+// the request's caller's identity (and, with ACLs, umask, which the host
+// kernel then applies unless the directory has a default ACL), gives it
+// the guest's security label and looks it up. A node that cannot be
+// labelled is removed again, so the guest never sees an unlabelled one.
+func (fs *FS) makeNode(r *fuseproto.Request, p *inodestore.Inode, pfd int, name string, umask uint32, dir bool,
+	out *fuse.EntryOut, mk func() error) syscall.Errno {
+	c, errno := fs.hostCaller(r)
+	if errno != 0 {
+		return errno
+	}
+	if err := fs.asCaller(c, umask, fs.posixACL.Load(), mk); err != nil {
+		return fs.errno("create", err)
+	}
+	if fs.secLabel.Load() && len(r.Ext.SecCtx) > 0 {
+		fd, err := openBeneath(pfd, name, unix.O_PATH, 0)
+		errno := fs.errno("open new node", err)
+		if err == nil {
+			errno = fs.setSecurityContext(r, fd)
+			unix.Close(fd)
+		}
+		if errno != 0 {
+			flags := 0
+			if dir {
+				flags = unix.AT_REMOVEDIR
+			}
+			unix.Unlinkat(pfd, name, flags)
+			return errno
+		}
+	}
+	return fs.lookupIn(p, name, out)
+}
+
 // Mknod creates a file, device node, FIFO or socket.
 func (fs *FS) Mknod(r *fuseproto.Request, in *fuse.MknodIn, name string, out *fuse.EntryOut) syscall.Errno {
 	if fs.opts.Readonly {
@@ -47,10 +80,9 @@ func (fs *FS) Mknod(r *fuseproto.Request, in *fuse.MknodIn, name string, out *fu
 	if !validName(name) {
 		return syscall.EINVAL
 	}
-	if err := unix.Mknodat(pfd.FD, name, in.Mode, int(decodeDev(in.Rdev))); err != nil {
-		return fs.errno("mknod", err)
-	}
-	return fs.lookupIn(p, name, out)
+	return fs.makeNode(r, p, pfd.FD, name, in.Umask, false, out, func() error {
+		return unix.Mknodat(pfd.FD, name, in.Mode, int(decodeDev(in.Rdev)))
+	})
 }
 
 // Mkdir creates a directory.
@@ -66,10 +98,9 @@ func (fs *FS) Mkdir(r *fuseproto.Request, in *fuse.MkdirIn, name string, out *fu
 	if !validName(name) {
 		return syscall.EINVAL
 	}
-	if err := unix.Mkdirat(pfd.FD, name, in.Mode); err != nil {
-		return fs.errno("mkdir", err)
-	}
-	return fs.lookupIn(p, name, out)
+	return fs.makeNode(r, p, pfd.FD, name, in.Umask, true, out, func() error {
+		return unix.Mkdirat(pfd.FD, name, in.Mode)
+	})
 }
 
 // Symlink creates a symbolic link. Its target is stored as given: it is
@@ -86,10 +117,10 @@ func (fs *FS) Symlink(r *fuseproto.Request, parent fuseproto.NodeID, name, targe
 	if !validName(name) {
 		return syscall.EINVAL
 	}
-	if err := unix.Symlinkat(target, pfd.FD, name); err != nil {
-		return fs.errno("symlink", err)
-	}
-	return fs.lookupIn(p, name, out)
+	// A symlink's mode is always 0777: no umask applies.
+	return fs.makeNode(r, p, pfd.FD, name, 0, false, out, func() error {
+		return unix.Symlinkat(target, pfd.FD, name)
+	})
 }
 
 // Unlink removes a non-directory entry.

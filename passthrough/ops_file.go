@@ -87,6 +87,13 @@ func (fs *FS) openHandle(i *inodestore.Inode, flags int, guestFlags uint32, kill
 		fs.store.UnreserveFD()
 		return fs.errno("open", err)
 	}
+	if flags&unix.O_TRUNC != 0 {
+		if err := fs.clearCapability(fd); err != nil {
+			unix.Close(fd)
+			fs.store.UnreserveFD()
+			return fs.errno("open", err)
+		}
+	}
 	out.Fh = fs.store.AddHandle(i, fd, flags, guestFlags)
 	out.OpenFlags = fs.openFlags(flags&unix.O_DIRECTORY != 0)
 	return 0
@@ -109,9 +116,18 @@ func (fs *FS) Create(r *fuseproto.Request, in *fuse.CreateIn, name string, out *
 	if in.Flags&unix.O_EXCL != 0 {
 		flags |= unix.O_EXCL
 	}
-	return fs.createHandle(in, flags, out, func() (int, error) {
-		return openBeneath(pfd.FD, name, flags, in.Mode)
-	})
+	// The file may exist already (CREATE without O_EXCL opens it); only
+	// a file this call made is labelled, or removed when that fails.
+	var made bool
+	return fs.createHandle(r, in, flags, out, func() (int, error) {
+		fd, err := openBeneath(pfd.FD, name, flags|unix.O_EXCL, in.Mode)
+		if err == unix.EEXIST && flags&unix.O_EXCL == 0 {
+			fd, err = openBeneath(pfd.FD, name, flags&^unix.O_CREAT, 0)
+			return fd, err
+		}
+		made = err == nil
+		return fd, err
+	}, func() { unix.Unlinkat(pfd.FD, name, 0) }, &made)
 }
 
 // Tmpfile creates an unnamed file in the directory, as open(O_TMPFILE).
@@ -128,21 +144,47 @@ func (fs *FS) Tmpfile(r *fuseproto.Request, in *fuse.CreateIn, out *fuse.CreateO
 	if flags&unix.O_ACCMODE == unix.O_RDONLY {
 		return syscall.EINVAL // O_TMPFILE needs write access
 	}
-	return fs.createHandle(in, flags, out, func() (int, error) {
+	made := true
+	return fs.createHandle(r, in, flags, out, func() (int, error) {
 		return openBeneath(pfd.FD, ".", flags, in.Mode)
-	})
+	}, func() {}, &made)
 }
 
 // createHandle runs create, which returns a new descriptor opened with
-// flags, and records both the new inode and the handle.
-func (fs *FS) createHandle(in *fuse.CreateIn, flags int, out *fuse.CreateOut, create func() (int, error)) syscall.Errno {
+// flags, as the request's caller, and records both the new inode and the
+// handle. When *made says create made a new file, the file gets the
+// guest's security label, and undo removes it if that fails.
+func (fs *FS) createHandle(r *fuseproto.Request, in *fuse.CreateIn, flags int, out *fuse.CreateOut,
+	create func() (int, error), undo func(), made *bool) syscall.Errno {
+	c, errno := fs.hostCaller(r)
+	if errno != 0 {
+		return errno
+	}
 	if err := fs.store.ReserveFD(); err != nil {
 		return fs.errno("create", err)
 	}
-	fd, err := create()
+	fd := -1
+	err := fs.asCaller(c, in.Umask, fs.posixACL.Load(), func() (err error) {
+		fd, err = create()
+		return err
+	})
 	if err != nil {
 		fs.store.UnreserveFD()
 		return fs.errno("create", err)
+	}
+	if *made {
+		if errno := fs.setSecurityContext(r, fd); errno != 0 {
+			unix.Close(fd)
+			undo()
+			fs.store.UnreserveFD()
+			return errno
+		}
+	} else if flags&unix.O_TRUNC != 0 {
+		if err := fs.clearCapability(fd); err != nil {
+			unix.Close(fd)
+			fs.store.UnreserveFD()
+			return fs.errno("create", err)
+		}
 	}
 	i, errno := fs.insertOpened(fd, &out.EntryOut)
 	if errno != 0 {
@@ -204,6 +246,9 @@ func (fs *FS) Write(r *fuseproto.Request, in *fuse.WriteIn, src [][]byte) (uint3
 		rwf = unix.RWF_APPEND
 	}
 	kill := fs.killpriv.Load() && in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0
+	if err := fs.clearCapability(h.FD); err != nil {
+		return 0, fs.errno("write", err)
+	}
 	var n int
 	err := fs.maybeKillPriv(kill, func() (err error) {
 		n, err = pwritevFull(h.FD, src, int64(in.Offset), rwf)

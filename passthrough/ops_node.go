@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/idmap"
 	"github.com/ferryfs/ferryfs/inodestore"
 )
 
@@ -119,7 +120,7 @@ func (fs *FS) getAttr(i *inodestore.Inode, out *fuse.AttrOut) syscall.Errno {
 	if err := statxFD(pfd.FD, &stx); err != nil {
 		return fs.errno("getattr", err)
 	}
-	fillAttr(&out.Attr, &stx)
+	fs.fillAttr(&out.Attr, &stx)
 	out.SetTimeout(fs.timeout)
 	return 0
 }
@@ -166,10 +167,21 @@ func (fs *FS) SetAttr(r *fuseproto.Request, in *fuse.SetAttrIn, out *fuse.AttrOu
 	if in.Valid&(fuse.FATTR_UID|fuse.FATTR_GID) != 0 {
 		uid, gid := -1, -1
 		if v, ok := in.GetUID(); ok {
-			uid = int(v)
+			host, err := fs.opts.UIDMap.ToHost(idmap.GuestUID(v))
+			if err != nil {
+				return idErrno(err)
+			}
+			uid = int(host)
 		}
 		if v, ok := in.GetGID(); ok {
-			gid = int(v)
+			host, err := fs.opts.GIDMap.ToHost(idmap.GuestGID(v))
+			if err != nil {
+				return idErrno(err)
+			}
+			gid = int(host)
+		}
+		if err := fs.clearCapability(pfd.FD); err != nil {
+			return fs.errno("chown", err)
 		}
 		err = unix.Fchownat(pfd.FD, "", uid, gid, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
 		if err != nil {
@@ -223,6 +235,9 @@ func (fs *FS) truncate(i *inodestore.Inode, h *inodestore.Handle, size int64, ki
 			return err
 		}
 		defer unix.Close(fd)
+	}
+	if err := fs.clearCapability(fd); err != nil {
+		return err
 	}
 	return fs.maybeKillPriv(kill, func() error { return unix.Ftruncate(fd, size) })
 }
@@ -279,7 +294,11 @@ func (fs *FS) Access(r *fuseproto.Request, in *fuse.AccessIn) syscall.Errno {
 		return syscall.EROFS
 	}
 	mode := uint32(stx.Mode)
+	// Compared in the guest's id space: the owner as the guest sees it
+	// against the caller's guest ids.
 	uid, gid := r.Header.Uid, r.Header.Gid
+	stx.Uid = uint32(fs.opts.UIDMap.ToGuest(idmap.HostUID(stx.Uid)))
+	stx.Gid = uint32(fs.opts.GIDMap.ToGuest(idmap.HostGID(stx.Gid)))
 	if uid == 0 {
 		if mask&unix.X_OK != 0 && mode&0o111 == 0 && mode&unix.S_IFMT != unix.S_IFDIR {
 			return syscall.EACCES

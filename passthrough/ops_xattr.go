@@ -128,6 +128,14 @@ func (fs *FS) GetXAttr(r *fuseproto.Request, name string, dst []byte) (int, sysc
 	}
 	defer fs.put(i)
 	defer t.close()
+	name, errno = fs.hostXattrName(name)
+	if errno == syscall.EPERM {
+		// A name the map refuses reads as absent, as in virtiofsd;
+		// setting or removing it reports EPERM.
+		return 0, syscall.ENODATA
+	} else if errno != 0 {
+		return 0, errno
+	}
 	cname := cstr(name)
 	n, err := t.call(i, func() (int, error) {
 		args := xattrArgs{value: uint64(bufPtr(dst)), size: uint32(len(dst))}
@@ -157,7 +165,16 @@ func (fs *FS) ListXAttr(r *fuseproto.Request, dst []byte) (int, syscall.Errno) {
 	if err != nil {
 		return 0, fs.errno("listxattr", err)
 	}
-	return n, 0
+	if len(dst) == 0 {
+		// A size probe: the host's size bounds the guest's list,
+		// which mapping only shortens.
+		return n, 0
+	}
+	list, err := fs.guestXattrList(dst[:n])
+	if err != nil {
+		return 0, fs.errno("listxattr", err)
+	}
+	return len(list), 0
 }
 
 // SetXAttr sets one attribute.
@@ -168,6 +185,20 @@ func (fs *FS) SetXAttr(r *fuseproto.Request, in *fuse.SetXAttrIn, name string, v
 	}
 	defer fs.put(i)
 	defer t.close()
+	name, errno = fs.hostXattrName(name)
+	if errno != 0 {
+		return errno
+	}
+	if name == aclAccess && fs.posixACL.Load() && in.SetXAttrFlags&fuse.SETXATTR_ACL_KILL_SGID != 0 {
+		// The guest's kernel decided that setting this ACL clears the
+		// setgid bit (the caller is not in the file's group); the host
+		// kernel would not, as the daemon may do anything. Cleared
+		// before the ACL is set: a chmod afterwards would rewrite the
+		// ACL's mask entry.
+		if errno := fs.clearSetgid(t.pfd.FD); errno != 0 {
+			return errno
+		}
+	}
 	cname := cstr(name)
 	_, err := t.call(i, func() (int, error) {
 		args := xattrArgs{value: uint64(bufPtr(value)), size: uint32(len(value)), flags: in.Flags}
@@ -186,6 +217,10 @@ func (fs *FS) RemoveXAttr(r *fuseproto.Request, name string) syscall.Errno {
 	}
 	defer fs.put(i)
 	defer t.close()
+	name, errno = fs.hostXattrName(name)
+	if errno != 0 {
+		return errno
+	}
 	cname := cstr(name)
 	_, err := t.call(i, func() (int, error) {
 		r1, _, e := unix.Syscall6(sysRemovexattrat, uintptr(fs.procFD), uintptr(unsafe.Pointer(&t.name[0])), 0,
@@ -200,4 +235,18 @@ func errnoResult(r1 uintptr, e syscall.Errno) (int, error) {
 		return 0, e
 	}
 	return int(r1), nil
+}
+
+// clearSetgid drops S_ISGID from the object open at fd (an O_PATH
+// descriptor).
+func (fs *FS) clearSetgid(fd int) syscall.Errno {
+	var stx unix.Statx_t
+	if err := statxFD(fd, &stx); err != nil {
+		return fs.errno("clear setgid", err)
+	}
+	if stx.Mode&unix.S_ISGID == 0 {
+		return 0
+	}
+	err := unix.Fchmodat(fs.procFD, strconv.Itoa(fd), uint32(stx.Mode)&0o7777&^unix.S_ISGID, 0)
+	return fs.errno("clear setgid", err)
 }

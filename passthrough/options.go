@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ferryfs/ferryfs/idmap"
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/xattrmap"
 )
 
 // CachePolicy is virtiofsd's --cache: how much the guest may cache.
@@ -87,6 +89,20 @@ type Options struct {
 	// AllowMmap is --allow-mmap: let the guest mmap files opened with
 	// DIRECT_IO (--cache=never or metadata) with MAP_SHARED.
 	AllowMmap bool
+	// PosixACL is --posix-acl: negotiate POSIX ACLs with the guest (ACL
+	// attributes, SETXATTR_EXT, DONT_MASK), so that the host file system
+	// enforces them and applies the guest's umask itself. Without it the
+	// ACL attributes are refused with EOPNOTSUPP, as in virtiofsd.
+	PosixACL bool
+	// SecurityLabel is --security-label: negotiate FUSE_SECURITY_CTX and
+	// set the security label the guest's LSM gives a new node on it.
+	SecurityLabel bool
+	// XattrMap is --xattrmap; nil passes names unchanged.
+	XattrMap *xattrmap.Map
+	// UIDMap and GIDMap are --translate-uid and --translate-gid; the zero
+	// values are the identity.
+	UIDMap idmap.UIDMap
+	GIDMap idmap.GIDMap
 	// InodeFileHandles is --inode-file-handles.
 	InodeFileHandles inodestore.FileHandleMode
 	// MaxGuestFDs bounds the descriptors held on the guest's behalf; 0
