@@ -161,7 +161,7 @@ func (e *unsupportedError) Is(target error) bool { return target == errNotSuppor
 
 // Features ferryfs lacks, as refusals name them.
 const (
-	featureMapping   = "identity and xattr mapping"
+	featureSandbox   = "sandboxing"
 	featureMigration = "live migration"
 )
 
@@ -189,7 +189,7 @@ func (f *daemonFlags) refuseUnsupported() error {
 		errs = append(errs, &unsupportedError{flag: flag, feature: feature, hint: hint})
 	}
 	if sandbox := strings.ToLower(f.sandbox); sandbox != "none" {
-		refuse(f.spelling("sandbox")+"="+sandbox, "sandboxing",
+		refuse(f.spelling("sandbox")+"="+sandbox, featureSandbox,
 			"ferryfs does not isolate itself in namespaces or a chroot; pass --sandbox=none and confine it from outside (a systemd unit, a container, an LSM)")
 	}
 	if f.seccomp != "none" {
@@ -198,18 +198,9 @@ func (f *daemonFlags) refuseUnsupported() error {
 	if f.isGiven("modcaps") {
 		refuse(f.spelling("modcaps"), "capability dropping", "ferryfs keeps the capabilities it is started with")
 	}
-	if f.posixACL {
-		refuse(f.spelling("posix-acl"), featureMapping, "")
-	}
-	if f.isGiven("xattrmap") {
-		refuse(f.spelling("xattrmap"), featureMapping, "")
-	}
-	if f.securityLabel {
-		refuse(f.spelling("security-label"), featureMapping, "")
-	}
-	for _, name := range []string{"translate-uid", "translate-gid", "uid-map", "gid-map"} {
+	for _, name := range []string{"uid-map", "gid-map"} {
 		if f.isGiven(name) {
-			refuse(f.spelling(name), featureMapping, "")
+			refuse(f.spelling(name), featureSandbox, "the user namespace these map ids into is --sandbox=namespace's")
 		}
 	}
 	// Refused even at their default values: whoever gives one expects

@@ -39,12 +39,7 @@ type daemonFlags struct {
 	// yet. They are parsed so that giving one is refused with a message
 	// saying so (see refuseUnsupported), never silently ignored.
 	allowMmap              bool
-	posixACL               bool
-	xattrmap               string
-	securityLabel          bool
 	announceSubmounts      bool
-	translateUID           []string
-	translateGID           []string
 	sandbox                string
 	seccomp                string
 	modcaps                string
@@ -87,15 +82,9 @@ func (f *daemonFlags) register(cmd *cobra.Command) {
 
 	f.fsFlags.register(fl, "number of workers serving requests (0 means one)")
 	fl.BoolVar(&f.allowMmap, "allow-mmap", false, "with --cache=never or metadata, let the guest mmap shared files (FUSE_DIRECT_IO_ALLOW_MMAP)")
-	fl.BoolVar(&f.posixACL, "posix-acl", false, notYet("enable support for POSIX ACLs (implies --xattr)"))
-	fl.StringVar(&f.xattrmap, "xattrmap", "", notYet("rules for translating extended attribute names between host and guest"))
-	fl.BoolVar(&f.securityLabel, "security-label", false, notYet("enable security label support (implies --xattr)"))
 	fl.BoolVar(&f.announceSubmounts, "announce-submounts", true, "tell the guest which directories are mount points (the default)")
 	negatedBoolVar(fl, &f.announceSubmounts, "no-announce-submounts", "do not tell the guest which directories are mount points")
-	fl.StringArrayVar(&f.translateUID, "translate-uid", nil, notYet("translate UIDs between guest and host, as TYPE:SOURCE:TARGET:COUNT; repeatable"))
-	fl.StringArrayVar(&f.translateGID, "translate-gid", nil, notYet("translate GIDs between guest and host, as TYPE:SOURCE:TARGET:COUNT; repeatable"))
-	setFlagGroup(fl, groupFS, "allow-mmap", "posix-acl", "xattrmap", "security-label",
-		"announce-submounts", "no-announce-submounts", "translate-uid", "translate-gid")
+	setFlagGroup(fl, groupFS, "allow-mmap", "announce-submounts", "no-announce-submounts")
 
 	fl.StringVar(&f.sandbox, "sandbox", "none", "sandbox mechanism to isolate the daemon (none; namespace and chroot are not supported yet). virtiofsd's default is namespace: ferryfs does not sandbox itself, so confine it from outside")
 	fl.StringVar(&f.seccomp, "seccomp", "none", "action when seccomp finds a system call that is not allowed (none; kill, log and trap are not supported yet). virtiofsd's default is kill: ferryfs installs no seccomp filter")

@@ -119,6 +119,36 @@ func TestDaemonFlags(t *testing.T) {
 			},
 		},
 		{
+			name: "identity and xattr mapping",
+			args: []string{"--translate-uid=map:1000:101000:10", "--translate-gid=squash-guest:0:65534:1",
+				"--xattrmap=:map::user.virtiofs.:", "--security-label"},
+			check: func(t *testing.T, c daemonConfig) {
+				o := c.fs
+				if !o.Xattr || !o.SecurityLabel || o.PosixACL || o.XattrMap == nil {
+					t.Errorf("fs options = %+v, want xattr (implied), security label and a map", o)
+				}
+				if got := o.UIDMap.ToGuest(101005); got != 1005 {
+					t.Errorf("host uid 101005 maps to guest %d, want 1005", got)
+				}
+				if got, err := o.GIDMap.ToHost(0); err != nil || got != 65534 {
+					t.Errorf("guest gid 0 maps to host %d (%v), want 65534", got, err)
+				}
+				if host, err := o.XattrMap.ToHost("user.foo"); err != nil || host != "user.virtiofs.user.foo" {
+					t.Errorf("user.foo maps to %q (%v)", host, err)
+				}
+			},
+		},
+		{
+			name: "posix acl implies xattr",
+			args: []string{"-o", "posix_acl"},
+			check: func(t *testing.T, c daemonConfig) {
+				if !c.fs.Xattr || !c.fs.PosixACL {
+					t.Errorf("fs options = %+v, want xattr and ACLs", c.fs)
+				}
+			},
+			warning: "-o is deprecated",
+		},
+		{
 			name:   "listening socket by --fd",
 			args:   []string{"--fd=3", "--shared-dir", dir},
 			noBase: true,
@@ -234,7 +264,7 @@ func TestDaemonFlags(t *testing.T) {
 func TestDaemonRefusals(t *testing.T) {
 	dir := t.TempDir()
 	base := []string{"--socket-path", filepath.Join(dir, "vhost.sock"), "--shared-dir", dir}
-	const mapping = "is not supported yet (identity and xattr mapping)"
+	const sandboxing = "is not supported yet (sandboxing)"
 	const migration = "is not supported yet (live migration)"
 	tests := []struct {
 		args []string
@@ -248,13 +278,8 @@ func TestDaemonRefusals(t *testing.T) {
 		{[]string{"--seccomp=trap"}, []string{"--seccomp=trap is not supported yet (seccomp filtering)"}},
 		{[]string{"--modcaps=+sys_admin:-chown"}, []string{"--modcaps is not supported yet (capability dropping)"}},
 		{[]string{"--modcaps="}, []string{"--modcaps is not supported yet (capability dropping)"}},
-		{[]string{"--posix-acl"}, []string{"--posix-acl " + mapping}},
-		{[]string{"--xattrmap=:map::user.virtiofs.:"}, []string{"--xattrmap " + mapping}},
-		{[]string{"--security-label"}, []string{"--security-label " + mapping}},
-		{[]string{"--translate-uid=map:0:1000:1"}, []string{"--translate-uid " + mapping}},
-		{[]string{"--translate-gid=squash-guest:0:1000:65536"}, []string{"--translate-gid " + mapping}},
-		{[]string{"--uid-map=:0:1000:1:"}, []string{"--uid-map " + mapping}},
-		{[]string{"--gid-map=:0:1000:1:", "--gid-map=:1:100000:65536:"}, []string{"--gid-map " + mapping}},
+		{[]string{"--uid-map=:0:1000:1:"}, []string{"--uid-map " + sandboxing}},
+		{[]string{"--gid-map=:0:1000:1:", "--gid-map=:1:100000:65536:"}, []string{"--gid-map " + sandboxing}},
 		// Refused even at their default values.
 		{[]string{"--migration-mode=find-paths"}, []string{"--migration-mode " + migration}},
 		{[]string{"--migration-mode=file-handles"}, []string{"--migration-mode " + migration}},
@@ -262,10 +287,10 @@ func TestDaemonRefusals(t *testing.T) {
 		{[]string{"--migration-verify-handles"}, []string{"--migration-verify-handles " + migration}},
 		{[]string{"--migration-confirm-paths"}, []string{"--migration-confirm-paths " + migration}},
 		// All refusals at once, so that one run shows them all.
-		{[]string{"--posix-acl", "--sandbox=chroot", "--seccomp=kill"}, []string{
-			"--sandbox=chroot is not supported yet", "--seccomp=kill is not supported yet", "--posix-acl " + mapping}},
+		{[]string{"--uid-map=:0:1000:1:", "--sandbox=chroot", "--seccomp=kill"}, []string{
+			"--sandbox=chroot is not supported yet", "--seccomp=kill is not supported yet", "--uid-map " + sandboxing}},
 		// Refused before anything else is checked.
-		{[]string{"--posix-acl", "--shared-dir="}, []string{"--posix-acl " + mapping}},
+		{[]string{"--modcaps=+chown", "--shared-dir="}, []string{"--modcaps is not supported yet"}},
 	}
 	for _, tt := range tests {
 		args := append(append([]string(nil), base...), tt.args...)
@@ -434,9 +459,7 @@ func TestCompatOptionErrors(t *testing.T) {
 		{"source=a=b", "-o source=a=b: more than one '=' in an option", false},
 		{"sandbox=namespace", "-o sandbox=namespace is not supported yet (sandboxing)", true},
 		{"sandbox=chroot", "-o sandbox=chroot is not supported yet (sandboxing)", true},
-		{"posix_acl", "-o posix_acl is not supported yet (identity and xattr mapping)", true},
-		{"security_label", "-o security_label is not supported yet (identity and xattr mapping)", true},
-		{"xattrmap=:map::user.virtiofs.:", "-o xattrmap is not supported yet (identity and xattr mapping)", true},
+		{"xattrmap=:map:", `invalid --xattrmap ":map:": xattrmap: rule 1 (byte 5)`, false},
 		{"modcaps=+sys_admin", "-o modcaps is not supported yet (capability dropping)", true},
 	}
 	for _, tt := range tests {
@@ -484,6 +507,11 @@ func TestDaemonCommandLineErrors(t *testing.T) {
 		{append([]string{"--socket-path", sock, "--log-level=verbose"}, shared...), `want error, warn, info, debug, trace or off`},
 		{append([]string{"--socket-path", sock, "--killpriv-v2=maybe"}, shared...), `invalid argument "maybe" for "--killpriv-v2"`},
 		{append([]string{"--socket-path", sock, "--no-announce-submounts=maybe"}, shared...), `invalid argument "maybe" for "--no-announce-submounts"`},
+		{append([]string{"--socket-path", sock, "--translate-uid=map:0:1000"}, shared...), `--translate-uid rule #1 "map:0:1000"`},
+		{append([]string{"--socket-path", sock, "--translate-uid=map:0:1000:10", "--translate-uid=guest:5:1:1"}, shared...), `--translate-uid rule #2 "guest:5:1:1": guest UID 5 overlaps`},
+		{append([]string{"--socket-path", sock, "--translate-gid=bogus:0:1000:1"}, shared...), `--translate-gid rule #1 "bogus:0:1000:1"`},
+		{append([]string{"--socket-path", sock, "--xattrmap=:prefix:all:"}, shared...), `invalid --xattrmap ":prefix:all:"`},
+		{append([]string{"--socket-path", sock, "--posix-acl", "--translate-uid=map:0:1000:1"}, shared...), `--posix-acl cannot be combined with --translate-uid`},
 		{append([]string{"--socket-path", sock, "stray"}, shared...), `unknown command or argument "stray"`},
 		{append([]string{"--socket-path", sock, "--bogus"}, shared...), "unknown flag: --bogus\nRun 'ferryfs --help' for usage."},
 	}
@@ -675,12 +703,13 @@ func TestHelpGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, flag := range []string{"--socket-path", "--fd", "--tag", "--sandbox", "--seccomp", "--print-capabilities", "compat-options", "--migration-mode", "--posix-acl"} {
+	for _, flag := range []string{"--socket-path", "--fd", "--tag", "--sandbox", "--seccomp", "--print-capabilities", "compat-options", "--migration-mode"} {
 		if strings.Contains(out, flag) {
 			t.Errorf("mount --help offers %s", flag)
 		}
 	}
-	for _, flag := range []string{"--shared-dir", "--cache", "--no-killpriv-v2", "--syslog", "--log-level"} {
+	for _, flag := range []string{"--shared-dir", "--cache", "--no-killpriv-v2", "--syslog", "--log-level",
+		"--posix-acl", "--security-label", "--xattrmap", "--translate-uid", "--translate-gid"} {
 		if !strings.Contains(out, flag) {
 			t.Errorf("mount --help does not offer %s", flag)
 		}

@@ -18,9 +18,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ferryfs/ferryfs/fusedev"
+	"github.com/ferryfs/ferryfs/idmap"
 	"github.com/ferryfs/ferryfs/inodestore"
 	"github.com/ferryfs/ferryfs/internal/fdlimit"
 	"github.com/ferryfs/ferryfs/passthrough"
+	"github.com/ferryfs/ferryfs/xattrmap"
 )
 
 // maxWorkers bounds --thread-pool-size: every worker holds a request and a
@@ -48,6 +50,11 @@ type fsFlags struct {
 	preserveNoatime  bool
 	readonly         bool
 	xattr            bool
+	posixACL         bool
+	securityLabel    bool
+	xattrmap         string
+	translateUID     []string
+	translateGID     []string
 	inodeFileHandles string
 	rlimitNofile     uint64
 	// rlimitNofileSet is whether --rlimit-nofile was given: an explicit
@@ -120,8 +127,14 @@ func (f *fsFlags) register(fl *pflag.FlagSet, poolHelp string) {
 	fl.BoolVar(&f.readonly, "readonly", false, "prevent modifications to the file system")
 	fl.BoolVar(&f.xattr, "xattr", false, "enable support for extended attributes")
 	fl.StringVar(&f.inodeFileHandles, "inode-file-handles", "prefer", "when to use file handles to reference inodes instead of O_PATH file descriptors (never, prefer, mandatory); virtiofsd 1.13.0 defaulted to never")
+	fl.BoolVar(&f.posixACL, "posix-acl", false, "enable support for POSIX ACLs (implies --xattr)")
+	fl.BoolVar(&f.securityLabel, "security-label", false, "set the security label the guest gives a new file on it (FUSE_SECURITY_CTX; implies --xattr)")
+	fl.StringVar(&f.xattrmap, "xattrmap", "", "rules for translating extended attribute names between host and guest, in virtiofsd's syntax (implies --xattr)")
+	fl.StringArrayVar(&f.translateUID, "translate-uid", nil, "translate UIDs between guest and host, as TYPE:SOURCE:TARGET:COUNT (TYPE guest, host, map, squash-guest or squash-host) or forbid-guest:SOURCE:COUNT; repeatable")
+	fl.StringArrayVar(&f.translateGID, "translate-gid", nil, "translate GIDs between guest and host, like --translate-uid; repeatable")
 	setFlagGroup(fl, groupFS, "shared-dir", "cache", "writeback", "allow-direct-io", "no-readdirplus",
-		"killpriv-v2", "no-killpriv-v2", "preserve-noatime", "readonly", "xattr", "inode-file-handles")
+		"killpriv-v2", "no-killpriv-v2", "preserve-noatime", "readonly", "xattr", "inode-file-handles",
+		"posix-acl", "security-label", "xattrmap", "translate-uid", "translate-gid")
 
 	fl.IntVar(&f.threadPoolSize, "thread-pool-size", defaultWorkers(), poolHelp)
 	fl.Uint64Var(&f.rlimitNofile, "rlimit-nofile", fdlimit.Default(), "set maximum number of file descriptors (0 leaves rlimit unchanged); the default, min(1000000, /proc/sys/fs/nr_open), only ever raises it")
@@ -217,18 +230,44 @@ func (f *fsFlags) config() (fsConfig, error) {
 	cfg.rlimitExact = f.rlimitNofileSet
 	cfg.syslog = f.syslog
 
+	uids, err := idmap.ParseUIDMap(f.translateUID)
+	if err != nil {
+		return cfg, err // it names the flag and the rule
+	}
+	gids, err := idmap.ParseGIDMap(f.translateGID)
+	if err != nil {
+		return cfg, err
+	}
+	if f.posixACL && (!uids.IsIdentity() || !gids.IsIdentity()) {
+		// As virtiofsd: ACLs name users and groups inside the attribute
+		// value, which is passed through untranslated.
+		return cfg, errors.New("--posix-acl cannot be combined with --translate-uid or --translate-gid: the ids inside ACLs are not translated")
+	}
+	var xattrs *xattrmap.Map
+	if f.xattrmap != "" {
+		if xattrs, err = xattrmap.Parse(f.xattrmap); err != nil {
+			return cfg, fmt.Errorf("invalid --xattrmap %q: %w", f.xattrmap, err)
+		}
+	}
+
 	cfg.fs = passthrough.Options{
 		SharedDir: f.sharedDir,
 		Cache:     cache,
 		Writeback: f.writeback,
 		// As virtiofsd: with nothing cached, READDIRPLUS would fetch
 		// attributes the kernel throws away at once.
-		NoReaddirplus:    f.noReaddirplus || cache == passthrough.CacheNever,
-		AllowDirectIO:    f.allowDirectIO,
-		KillprivV2:       f.killprivV2,
-		PreserveNoatime:  f.preserveNoatime,
-		Readonly:         f.readonly,
-		Xattr:            f.xattr,
+		NoReaddirplus:   f.noReaddirplus || cache == passthrough.CacheNever,
+		AllowDirectIO:   f.allowDirectIO,
+		KillprivV2:      f.killprivV2,
+		PreserveNoatime: f.preserveNoatime,
+		Readonly:        f.readonly,
+		// As virtiofsd, each of these implies --xattr.
+		Xattr:            f.xattr || f.posixACL || f.securityLabel || xattrs != nil,
+		PosixACL:         f.posixACL,
+		SecurityLabel:    f.securityLabel,
+		XattrMap:         xattrs,
+		UIDMap:           uids,
+		GIDMap:           gids,
 		InodeFileHandles: handles,
 	}
 	return cfg, nil
