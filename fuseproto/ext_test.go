@@ -60,8 +60,16 @@ func TestExtensionsParse(t *testing.T) {
 
 		{name: "short header", ext: []byte{1, 2, 3}, wantErrno: syscall.EINVAL},
 		{name: "size below header", ext: func() []byte { b := extRecord(extGroups, groupsBody(1)); binary.NativeEndian.PutUint32(b, 4); return b }(), wantErrno: syscall.EINVAL},
-		{name: "size past end", ext: func() []byte { b := extRecord(extGroups, groupsBody(1)); binary.NativeEndian.PutUint32(b, 64); return b }(), wantErrno: syscall.EINVAL},
-		{name: "size not aligned", ext: func() []byte { b := extRecord(extGroups, groupsBody(1)); binary.NativeEndian.PutUint32(b, 12); return b }(), wantErrno: syscall.EINVAL},
+		{name: "size past end", ext: func() []byte {
+			b := extRecord(extGroups, groupsBody(1))
+			binary.NativeEndian.PutUint32(b, 64)
+			return b
+		}(), wantErrno: syscall.EINVAL},
+		{name: "size not aligned", ext: func() []byte {
+			b := extRecord(extGroups, groupsBody(1))
+			binary.NativeEndian.PutUint32(b, 12)
+			return b
+		}(), wantErrno: syscall.EINVAL},
 		{name: "group count past record", ext: func() []byte {
 			b := extRecord(extGroups, groupsBody(1))
 			binary.NativeEndian.PutUint32(b[extHeaderSize:], 1<<30)

@@ -138,7 +138,7 @@ type call struct {
 	payload int // reply payload bytes written after the out header
 
 	nameBuf [pathMax]byte
-	extBuf  []byte // copy of the request's extensions, kept for reuse
+	extBuf  []byte   // copy of the request's extensions, kept for reuse
 	iov     [][]byte // sub-slices handed to Read and Write
 	buf     *[]byte  // pooled scratch buffer, returned in release
 
