@@ -15,6 +15,9 @@ const (
 	// GuestPosixTest is tests/guest/posix's test binary, which runs
 	// go-fuse's posixtest suite against the directory given by -mnt.
 	GuestPosixTest = "/bin/posix.test"
+	// GuestCtl is tests/guest/guestctl: run as another user, read and
+	// write extended attributes and ACLs.
+	GuestCtl = "/bin/guestctl"
 )
 
 // GuestBinaries builds the programs that run in the guest, as static
@@ -27,9 +30,10 @@ func GuestBinaries(t testing.TB) map[string]string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	fsw, posix := filepath.Join(dir, "fsworkload"), filepath.Join(dir, "posix.test")
+	fsw, posix, ctl := filepath.Join(dir, "fsworkload"), filepath.Join(dir, "posix.test"), filepath.Join(dir, "guestctl")
 	for _, args := range [][]string{
 		{"build", "-o", fsw, "./tests/guest/fsworkload"},
+		{"build", "-o", ctl, "./tests/guest/guestctl"},
 		{"test", "-c", "-tags", "ferryfs_guest", "-o", posix, "./tests/guest/posix"},
 	} {
 		cmd := exec.Command("go", args...)
@@ -39,7 +43,7 @@ func GuestBinaries(t testing.TB) map[string]string {
 			t.Fatalf("go %v: %v\n%s", args, err, out)
 		}
 	}
-	return map[string]string{GuestFsworkload: fsw, GuestPosixTest: posix}
+	return map[string]string{GuestFsworkload: fsw, GuestPosixTest: posix, GuestCtl: ctl}
 }
 
 // guestGoflags returns $GOFLAGS without -race, which needs cgo: a test run
