@@ -140,7 +140,7 @@ func run(args []string) error {
 		// struct vfs_cap_data, revision 2: magic_etc, then permitted
 		// and inheritable for two 32-bit words.
 		v := binary.LittleEndian.AppendUint32(nil, 0x02000000|0x000001) // VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
-		v = binary.LittleEndian.AppendUint32(v, 1<<13)                 // permitted: CAP_NET_RAW
+		v = binary.LittleEndian.AppendUint32(v, 1<<13)                  // permitted: CAP_NET_RAW
 		v = binary.LittleEndian.AppendUint32(v, 0)
 		v = binary.LittleEndian.AppendUint32(v, 0)
 		v = binary.LittleEndian.AppendUint32(v, 0)
