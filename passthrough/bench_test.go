@@ -2,6 +2,7 @@ package passthrough
 
 import (
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -75,6 +76,49 @@ func BenchmarkOps(b *testing.B) {
 					fs.Release(req(f), &fuse.ReleaseIn{Fh: oo.Fh})
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkMkdirAs measures what running as the guest's caller costs: a
+// root caller takes the fast path, another user locks the thread and sets
+// and restores fsuid, fsgid and groups around the mkdir; with ACLs the
+// umask is set too.
+func BenchmarkMkdirAs(b *testing.B) {
+	if unix.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	for _, c := range []struct {
+		name     string
+		uid, gid uint32
+		acl      bool
+	}{{"root", 0, 0, false}, {"user", 1000, 1000, false}, {"user-acl", 1000, 1000, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			dir := b.TempDir()
+			unix.Chmod(dir, 0o777)
+			fs, err := New(Options{SharedDir: dir, PosixACL: c.acl})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer fs.Close()
+			var init fuse.InitOut
+			if _, errno := fs.Init(^uint64(0), &init); errno != 0 {
+				b.Fatal(errno)
+			}
+			r := &fuseproto.Request{Header: fuse.InHeader{NodeId: 1, Caller: fuse.Caller{Owner: fuse.Owner{Uid: c.uid, Gid: c.gid}}}}
+			var out fuse.EntryOut
+			b.ReportAllocs()
+			b.ResetTimer()
+			for n := 0; n < b.N; n++ {
+				name := "d" + strconv.Itoa(n)
+				if errno := fs.Mkdir(r, &fuse.MkdirIn{Mode: 0o755, Umask: 0o022}, name, &out); errno != 0 {
+					b.Fatal(errno)
+				}
+				b.StopTimer()
+				fs.Forget(fuseproto.NodeID(out.NodeId), 1)
+				unix.Rmdir(filepath.Join(dir, name))
+				b.StartTimer()
+			}
 		})
 	}
 }
