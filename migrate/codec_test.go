@@ -1,0 +1,188 @@
+package migrate
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strings"
+	"testing"
+)
+
+const (
+	dirType  = 0o040000
+	fileType = 0o100000
+)
+
+// sample is a small valid find-paths state: /a/b, /a/c (open twice), /d.
+func sample() *State {
+	return &State{
+		Mode:       FindPaths,
+		Session:    Session{Major: 7, Minor: 38, Flags: 0x48c47039, MaxWrite: 1 << 20, MaxReadahead: 128 << 10, MaxPages: 256, TimeGran: 1},
+		Options:    Options{Cache: "auto", Xattr: true, XattrMap: ":map::user.virtiofs.:", TranslateUID: []string{"map:1000:101000:10"}},
+		NextNode:   6,
+		NextHandle: 3,
+		Inodes: []Inode{
+			{ID: 1, Lookups: 1, Type: dirType},
+			{ID: 2, Lookups: 3, Type: dirType, Parent: 1, Name: "a"},
+			{ID: 3, Lookups: 1, Type: fileType, Parent: 2, Name: "b"},
+			{ID: 4, Lookups: 2, Type: fileType, Parent: 2, Name: "c"},
+			{ID: 5, Lookups: 1, Type: fileType, Parent: 1, Name: "d"},
+		},
+		Handles: []Handle{{ID: 1, Node: 4, Flags: 2, GuestFlags: 0o102}, {ID: 2, Node: 4, Flags: 0}},
+	}
+}
+
+func TestRoundTripDeterministic(t *testing.T) {
+	s := sample()
+	b1, err := Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := Marshal(sample())
+	if !bytes.Equal(b1, b2) {
+		t.Fatal("the same state encoded to different bytes")
+	}
+	got, err := Unmarshal(b1)
+	if err != nil {
+		t.Fatalf("Unmarshal: %v", err)
+	}
+	b3, _ := Marshal(got)
+	if !bytes.Equal(b1, b3) {
+		t.Fatal("decode then encode changed the bytes")
+	}
+	if p, ok := got.Path(3); !ok || p != "a/b" {
+		t.Fatalf("path of 3: %q %v", p, ok)
+	}
+	if got.Handles[0].GuestFlags != 0o102 || got.Options.TranslateUID[0] != "map:1000:101000:10" {
+		t.Fatalf("fields lost: %+v", got)
+	}
+	if !bytes.HasPrefix(b1, []byte(Magic)) || binary.BigEndian.Uint16(b1[len(Magic):]) != Version {
+		t.Fatalf("envelope %q", b1[:10])
+	}
+}
+
+func TestFileHandleState(t *testing.T) {
+	s := sample()
+	s.Mode = FileHandles
+	for k := range s.Inodes[1:] {
+		s.Inodes[k+1].Parent, s.Inodes[k+1].Name = 0, ""
+		s.Inodes[k+1].Handle = &FileHandle{MountID: 30, Type: 1, Bytes: []byte{1, 2, 3, 4, 5, 6, 7, byte(k)}}
+	}
+	b, err := Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := got.Inodes[4].Handle; h == nil || h.MountID != 30 || h.Bytes[7] != 3 {
+		t.Fatalf("handle %+v", h)
+	}
+}
+
+func TestUnmarshalRefuses(t *testing.T) {
+	good, _ := Marshal(sample())
+	tests := []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"empty", nil, "bad magic"},
+		{"other file", []byte("hello world, not a state"), "bad magic"},
+		{"future version", append([]byte(Magic+"\x00\x02"), good[len(Magic)+2:]...), "format version 2: this ferryfs reads version 1"},
+		{"truncated", good[:len(good)-5], "decode state"},
+		{"trailing bytes", append(append([]byte(nil), good...), 0xc0), "bytes after the document"},
+	}
+	mutate := func(f func(s *State)) []byte {
+		s := sample()
+		f(s)
+		b, err := Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tests = append(tests, []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"cycle", mutate(func(s *State) { s.Inodes[1].Parent = 3; s.Inodes[2].Type = dirType }), "cycle"},
+		{"missing parent", mutate(func(s *State) { s.Inodes[4].Parent = 99 }), "parent 99 is not in the state"},
+		{"parent not a dir", mutate(func(s *State) { s.Inodes[2].Parent = 5 }), "is not a directory"},
+		{"slash in name", mutate(func(s *State) { s.Inodes[2].Name = "../etc" }), "not a single path component"},
+		{"dotdot", mutate(func(s *State) { s.Inodes[2].Name = ".." }), "not a single path component"},
+		{"unsorted", mutate(func(s *State) { s.Inodes[3], s.Inodes[4] = s.Inodes[4], s.Inodes[3] }), "not sorted"},
+		{"id past counter", mutate(func(s *State) { s.NextNode = 3 }), "outside 1..2"},
+		{"no root", mutate(func(s *State) { s.Inodes[0].Type = fileType }), "no root directory"},
+		{"dangling handle", mutate(func(s *State) { s.Handles[1].Node = 77 }), "node 77 is not in the state"},
+		{"handle past counter", mutate(func(s *State) { s.NextHandle = 1 }), "not below the next handle id"},
+		{"bad mode", mutate(func(s *State) { s.Mode = "teleport" }), "invalid migration mode"},
+		{"old session", mutate(func(s *State) { s.Session.Minor = 12 }), "FUSE session 7.12"},
+		{"no lookups", mutate(func(s *State) { s.Inodes[3].Lookups = 0 }), "has no lookups"},
+		{"handle mode without handle", mutate(func(s *State) { s.Mode = FileHandles }), "no valid file handle"},
+	}...)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Unmarshal(tt.b)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Unmarshal: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestHugeCountsDoNotAllocate: a document claiming millions of inodes in a
+// few bytes fails on the missing bytes, without preallocating for them.
+func TestHugeCountsDoNotAllocate(t *testing.T) {
+	b := []byte(Magic + "\x00\x01")
+	b = append(b, 0x81)                         // map of 1
+	b = append(b, 0xa6)                         // str 6
+	b = append(b, "inodes"...)                  //
+	b = append(b, 0xdd, 0x03, 0xff, 0xff, 0xff) // array32 of 67 M
+	allocs := testing.AllocsPerRun(10, func() { Unmarshal(b) })
+	if allocs > 100 {
+		t.Fatalf("%v allocations", allocs)
+	}
+	res := testing.Benchmark(func(b2 *testing.B) {
+		b2.ReportAllocs()
+		for range b2.N {
+			Unmarshal(b)
+		}
+	})
+	if res.AllocedBytesPerOp() > 1<<20 {
+		t.Fatalf("%d bytes allocated for a %d-byte state", res.AllocedBytesPerOp(), len(b))
+	}
+}
+
+func FuzzUnmarshal(f *testing.F) {
+	good, _ := Marshal(sample())
+	f.Add(good)
+	s := sample()
+	s.Mode = FileHandles
+	s.Inodes = s.Inodes[:1]
+	s.Handles = nil
+	b, _ := Marshal(s)
+	f.Add(b)
+	f.Add([]byte(Magic + "\x00\x01\x80"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := Unmarshal(b)
+		if err != nil {
+			return
+		}
+		// What is accepted re-encodes and decodes to the same state.
+		again, err := Marshal(s)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		s2, err := Unmarshal(again)
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		again2, _ := Marshal(s2)
+		if !bytes.Equal(again, again2) {
+			t.Fatal("encoding is not stable")
+		}
+		s.Paths()
+	})
+}

@@ -1,0 +1,314 @@
+// Package migrate is ferryfs's migration state: what a source daemon sends
+// so that a destination daemon can serve the same guest without the guest
+// noticing. It holds the state model, its versioned encoding and the checks
+// a decoded state must pass before anything is applied.
+//
+// The state is the negotiated FUSE session (the destination never sees
+// INIT), every inode the guest knows (node id, lookup count and how to find
+// the host object again), every open handle (id, node, open flags), the id
+// counters, and the options both daemons must agree on.
+//
+// How an inode is found again depends on the mode (--migration-mode):
+// find-paths sends a parent node and a name per inode, so the destination
+// walks from the shared directory; file-handles sends the file handle and
+// its mount. A state decoded from bytes is untrusted until Validate accepts
+// it: names are single path components, parents exist and lead to the root,
+// handles point at known inodes.
+package migrate
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Mode is how inodes are found on the destination.
+type Mode string
+
+const (
+	// FindPaths sends each inode as its parent's node id and its name.
+	FindPaths Mode = "find-paths"
+	// FileHandles sends each inode's file handle and mount id.
+	FileHandles Mode = "file-handles"
+)
+
+// ParseMode parses a --migration-mode value.
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case FindPaths, FileHandles:
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf("invalid migration mode %q: want find-paths or file-handles", s)
+}
+
+// RootID is the node id of the shared directory.
+const RootID = 1
+
+// State is everything a destination needs. Inodes and Handles are sorted
+// by id, so that one state always encodes to the same bytes.
+type State struct {
+	Mode    Mode    `msgpack:"mode"`
+	Session Session `msgpack:"session"`
+	Options Options `msgpack:"options"`
+	// NextNode and NextHandle are the next ids the source would have
+	// handed out: the destination continues from there, so an id the
+	// guest forgot is not reused while the guest may still send it.
+	NextNode   uint64   `msgpack:"next_node"`
+	NextHandle uint64   `msgpack:"next_handle"`
+	Inodes     []Inode  `msgpack:"inodes"`
+	Handles    []Handle `msgpack:"handles"`
+}
+
+// Session is what FUSE_INIT settled (fuseproto.Session).
+type Session struct {
+	Major        uint32 `msgpack:"major"`
+	Minor        uint32 `msgpack:"minor"`
+	Flags        uint64 `msgpack:"flags"`
+	MaxWrite     uint32 `msgpack:"max_write"`
+	MaxReadahead uint32 `msgpack:"max_readahead"`
+	MaxPages     uint16 `msgpack:"max_pages"`
+	TimeGran     uint32 `msgpack:"time_gran"`
+}
+
+// Options are the settings that change what the guest sees: a destination
+// started with different ones would serve the guest a different file
+// system, so a mismatch refuses the state before anything is applied.
+type Options struct {
+	Cache            string   `msgpack:"cache"`
+	Writeback        bool     `msgpack:"writeback"`
+	Readonly         bool     `msgpack:"readonly"`
+	Xattr            bool     `msgpack:"xattr"`
+	PosixACL         bool     `msgpack:"posix_acl"`
+	SecurityLabel    bool     `msgpack:"security_label"`
+	XattrMap         string   `msgpack:"xattrmap"`
+	TranslateUID     []string `msgpack:"translate_uid"`
+	TranslateGID     []string `msgpack:"translate_gid"`
+	AnnounceSubmount bool     `msgpack:"announce_submounts"`
+	KillprivV2       bool     `msgpack:"killpriv_v2"`
+}
+
+// Diff lists, one per line, how o differs from want; empty when they agree.
+func (o Options) Diff(want Options) []string {
+	var d []string
+	add := func(name string, got, want any) {
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			d = append(d, fmt.Sprintf("%s: source %v, destination %v", name, got, want))
+		}
+	}
+	add("cache", o.Cache, want.Cache)
+	add("writeback", o.Writeback, want.Writeback)
+	add("readonly", o.Readonly, want.Readonly)
+	add("xattr", o.Xattr, want.Xattr)
+	add("posix-acl", o.PosixACL, want.PosixACL)
+	add("security-label", o.SecurityLabel, want.SecurityLabel)
+	add("xattrmap", fmt.Sprintf("%q", o.XattrMap), fmt.Sprintf("%q", want.XattrMap))
+	add("translate-uid", o.TranslateUID, want.TranslateUID)
+	add("translate-gid", o.TranslateGID, want.TranslateGID)
+	add("announce-submounts", o.AnnounceSubmount, want.AnnounceSubmount)
+	add("killpriv-v2", o.KillprivV2, want.KillprivV2)
+	return d
+}
+
+// Inode is one inode the guest knows.
+type Inode struct {
+	ID      uint64 `msgpack:"id"`
+	Lookups uint64 `msgpack:"lookups"`
+	// Type is the S_IFMT bits of the object.
+	Type uint32 `msgpack:"type"`
+	// Parent and Name locate the object in find-paths mode: Name in the
+	// directory Parent. The root has neither.
+	Parent uint64 `msgpack:"parent,omitempty"`
+	Name   string `msgpack:"name,omitempty"`
+	// Handle locates the object in file-handles mode.
+	Handle *FileHandle `msgpack:"handle,omitempty"`
+	// Unlinked marks an object that had no name left in the shared
+	// directory; Name then is its name in the hidden directory that keeps
+	// it reachable (see passthrough), Parent that directory's node.
+	Unlinked bool `msgpack:"unlinked,omitempty"`
+	// Invalid says why the source could not describe the object; the
+	// destination fails it (guest-error) or the migration (abort).
+	Invalid string `msgpack:"invalid,omitempty"`
+}
+
+// FileHandle is a file handle from name_to_handle_at with the mount it
+// belongs to.
+type FileHandle struct {
+	MountID uint64 `msgpack:"mount_id"`
+	Type    int32  `msgpack:"type"`
+	Bytes   []byte `msgpack:"bytes"`
+}
+
+// Handle is one open file or directory handle.
+type Handle struct {
+	ID   uint64 `msgpack:"id"`
+	Node uint64 `msgpack:"node"`
+	// Flags are the host open flags the handle was opened with.
+	Flags int32 `msgpack:"flags"`
+	// GuestFlags are the open flags the guest asked for.
+	GuestFlags uint32 `msgpack:"guest_flags"`
+}
+
+// Limits on what a state may hold: enough for any real guest, small enough
+// that a hostile state cannot make the destination allocate without bound.
+const (
+	MaxInodes      = 1 << 26
+	MaxHandles     = 1 << 24
+	maxNameLen     = 255
+	maxHandleBytes = 128 // MAX_HANDLE_SZ
+	maxOptionText  = 1 << 16
+)
+
+// Validate checks a state's inner consistency: the ids, the root, that
+// every parent exists and leads to the root without a cycle, that every name
+// is a single path component, that every handle belongs to a known inode,
+// and that the counters are past every id. It reports every problem, not
+// just the first.
+func (s *State) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		if len(errs) < 20 {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	if _, err := ParseMode(string(s.Mode)); err != nil {
+		bad("%v", err)
+	}
+	if s.Session.Major != 7 || s.Session.Minor < 27 {
+		bad("FUSE session %d.%d: want 7.27 or newer", s.Session.Major, s.Session.Minor)
+	}
+	if len(s.Options.XattrMap) > maxOptionText || len(s.Options.TranslateUID) > 1000 || len(s.Options.TranslateGID) > 1000 {
+		bad("options too large")
+	}
+	if len(s.Inodes) > MaxInodes || len(s.Handles) > MaxHandles {
+		bad("%d inodes and %d handles: at most %d and %d", len(s.Inodes), len(s.Handles), MaxInodes, MaxHandles)
+		return errors.Join(errs...)
+	}
+	byID := make(map[uint64]*Inode, len(s.Inodes))
+	for k := range s.Inodes {
+		i := &s.Inodes[k]
+		if k > 0 && s.Inodes[k-1].ID >= i.ID {
+			bad("inodes not sorted by id at %d (id %d after %d)", k, i.ID, s.Inodes[k-1].ID)
+		}
+		if i.ID == 0 || i.ID >= s.NextNode {
+			bad("inode id %d outside 1..%d", i.ID, s.NextNode-1)
+		}
+		byID[i.ID] = i
+		if i.ID != RootID && i.Lookups == 0 && i.Invalid == "" {
+			bad("inode %d has no lookups: the guest does not know it", i.ID)
+		}
+		if i.Invalid != "" {
+			continue
+		}
+		switch s.Mode {
+		case FindPaths:
+			if i.ID == RootID {
+				if i.Parent != 0 || i.Name != "" {
+					bad("root inode has a parent")
+				}
+				continue
+			}
+			if !validName(i.Name) {
+				bad("inode %d: name %q is not a single path component", i.ID, i.Name)
+			}
+		case FileHandles:
+			if i.ID == RootID {
+				continue
+			}
+			if i.Handle == nil || len(i.Handle.Bytes) == 0 || len(i.Handle.Bytes) > maxHandleBytes {
+				bad("inode %d: no valid file handle", i.ID)
+			}
+		}
+	}
+	if root, ok := byID[RootID]; !ok || root.Type != 0o040000 {
+		bad("no root directory inode")
+	}
+	if s.Mode == FindPaths {
+		for k := range s.Inodes {
+			i := &s.Inodes[k]
+			if i.ID == RootID || i.Invalid != "" {
+				continue
+			}
+			// Follow the parents to the root; more steps than
+			// inodes means a cycle.
+			p, steps := i, 0
+			for p.ID != RootID {
+				parent, ok := byID[p.Parent]
+				if !ok {
+					bad("inode %d: parent %d is not in the state", p.ID, p.Parent)
+					break
+				}
+				if parent.Type != 0o040000 {
+					bad("inode %d: parent %d is not a directory", p.ID, p.Parent)
+					break
+				}
+				if parent.Invalid != "" {
+					break // its own problem, reported there
+				}
+				p = parent
+				if steps++; steps > len(s.Inodes) {
+					bad("inode %d: its parents form a cycle", i.ID)
+					break
+				}
+			}
+		}
+	}
+	for k, h := range s.Handles {
+		if k > 0 && s.Handles[k-1].ID >= h.ID {
+			bad("handles not sorted by id at %d", k)
+		}
+		if h.ID >= s.NextHandle {
+			bad("handle id %d not below the next handle id %d", h.ID, s.NextHandle)
+		}
+		if _, ok := byID[h.Node]; !ok {
+			bad("handle %d: node %d is not in the state", h.ID, h.Node)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validName reports whether name is one path component.
+func validName(name string) bool {
+	return name != "" && name != "." && name != ".." && len(name) <= maxNameLen && !strings.ContainsAny(name, "/\x00")
+}
+
+// Path reconstructs the path of inode id relative to the shared directory
+// in find-paths mode, following the parents. ok is false when the chain is
+// broken or loops.
+func (s *State) Path(id uint64) (path string, ok bool) {
+	byID := make(map[uint64]*Inode, len(s.Inodes))
+	for k := range s.Inodes {
+		byID[s.Inodes[k].ID] = &s.Inodes[k]
+	}
+	return pathIn(byID, id)
+}
+
+func pathIn(byID map[uint64]*Inode, id uint64) (string, bool) {
+	var parts []string
+	for steps := 0; id != RootID; steps++ {
+		i, ok := byID[id]
+		if !ok || i.Invalid != "" || steps > len(byID) || i.Name == "" {
+			return "", false
+		}
+		parts = append(parts, i.Name)
+		id = i.Parent
+	}
+	for l, r := 0, len(parts)-1; l < r; l, r = l+1, r-1 {
+		parts[l], parts[r] = parts[r], parts[l]
+	}
+	return strings.Join(parts, "/"), true
+}
+
+// Paths returns every inode's path as Path would, computed in one pass.
+func (s *State) Paths() map[uint64]string {
+	byID := make(map[uint64]*Inode, len(s.Inodes))
+	for k := range s.Inodes {
+		byID[s.Inodes[k].ID] = &s.Inodes[k]
+	}
+	paths := make(map[uint64]string, len(s.Inodes))
+	for id := range byID {
+		if p, ok := pathIn(byID, id); ok {
+			paths[id] = p
+		}
+	}
+	return paths
+}
