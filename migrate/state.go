@@ -116,7 +116,9 @@ type Inode struct {
 	// Type is the S_IFMT bits of the object.
 	Type uint32 `msgpack:"type"`
 	// Parent and Name locate the object in find-paths mode: Name in the
-	// directory Parent. The root has neither.
+	// directory Parent. Name is usually one component; it is a relative
+	// path when the guest no longer knows the directories in between. The
+	// root has neither.
 	Parent uint64 `msgpack:"parent,omitempty"`
 	Name   string `msgpack:"name,omitempty"`
 	// Handle locates the object in file-handles mode.
@@ -154,6 +156,7 @@ const (
 	MaxInodes      = 1 << 26
 	MaxHandles     = 1 << 24
 	maxNameLen     = 255
+	maxPathLen     = 4095
 	maxHandleBytes = 128 // MAX_HANDLE_SZ
 	maxOptionText  = 1 << 16
 )
@@ -207,8 +210,8 @@ func (s *State) Validate() error {
 				}
 				continue
 			}
-			if !validName(i.Name) {
-				bad("inode %d: name %q is not a single path component", i.ID, i.Name)
+			if !validRelPath(i.Name) {
+				bad("inode %d: name %q is not a relative path of valid components", i.ID, i.Name)
 			}
 		case FileHandles:
 			if i.ID == RootID {
@@ -269,6 +272,21 @@ func (s *State) Validate() error {
 // validName reports whether name is one path component.
 func validName(name string) bool {
 	return name != "" && name != "." && name != ".." && len(name) <= maxNameLen && !strings.ContainsAny(name, "/\x00")
+}
+
+// validRelPath reports whether p is a relative path of valid components:
+// usually one (a name in the parent directory), several when the guest
+// forgot the directories in between.
+func validRelPath(p string) bool {
+	if len(p) > maxPathLen {
+		return false
+	}
+	for _, c := range strings.Split(p, "/") {
+		if !validName(c) {
+			return false
+		}
+	}
+	return true
 }
 
 // Path reconstructs the path of inode id relative to the shared directory

@@ -22,7 +22,9 @@ func main() {
 		defer stop()
 	}
 	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintf(os.Stderr, "ferryfs: %v\n", err)
+		if err != errStateProblems { // already reported on standard output
+			fmt.Fprintf(os.Stderr, "ferryfs: %v\n", err)
+		}
 		os.Exit(1) // the profile of a failed start is of no interest
 	}
 }

@@ -64,6 +64,6 @@ a virtual machine.`,
 	root.Flags().BoolP("version", "V", false, "print version")
 	root.RunE = daemonRunE(&df, daemon)
 	root.Args = cobra.ArbitraryArgs
-	root.AddCommand(newMountCmd())
+	root.AddCommand(newMountCmd(), newStateCmd())
 	return root
 }

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/migrate"
+)
+
+// errStateProblems makes a command exit 1 after it printed what is wrong.
+var errStateProblems = errors.New("")
+
+func newStateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "state",
+		Short: "Inspect and check saved migration states",
+		Long: `The state subcommands read a migration state as a source ferryfs sends it
+(a file, or - for standard input): what the guest knows, and whether a
+destination would find it.`,
+	}
+	cmd.AddCommand(newStateInspectCmd(), newStateVerifyCmd())
+	return cmd
+}
+
+func newStateInspectCmd() *cobra.Command {
+	var asJSON, inodes bool
+	cmd := &cobra.Command{
+		Use:   "inspect [--json] [--inodes] FILE|-",
+		Short: "Show a migration state: format, counts, mode, negotiated session and options",
+		Long: `Inspect prints a migration state's format version, mode, negotiated FUSE
+session, options and counts; with --inodes every inode with its path (or
+file handle), marking the entries a destination could not use. It exits 1
+when the state is inconsistent, after saying why.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := readStateFile(args[0], cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			s, err := migrate.Peek(b)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			problems := s.Validate()
+			report := newStateReport(s, len(b), problems, inodes)
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(report); err != nil {
+					return err
+				}
+			} else {
+				report.print(out)
+			}
+			if problems != nil {
+				return errStateProblems
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON, for tools")
+	cmd.Flags().BoolVar(&inodes, "inodes", false, "list every inode")
+	return cmd
+}
+
+func newStateVerifyCmd() *cobra.Command {
+	var sharedDir string
+	cmd := &cobra.Command{
+		Use:   "verify --shared-dir DIR FILE|-",
+		Short: "Check that a destination serving DIR would find every inode of a state",
+		Long: `Verify resolves every inode of a migration state under DIR the way a
+destination ferryfs would (paths beneath DIR without following symlinks, or
+file handles through DIR's mount) and names each one it would not find. The
+exit status is 0 when all are found, 1 otherwise.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if sharedDir == "" {
+				return errors.New("--shared-dir is required")
+			}
+			b, err := readStateFile(args[0], cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			s, err := migrate.Unmarshal(b)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			root, err := unix.Open(sharedDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("open shared directory %s: %w", sharedDir, err)
+			}
+			defer unix.Close(root)
+			missing := migrate.Verify(s, root)
+			out := cmd.OutOrStdout()
+			for _, m := range missing {
+				fmt.Fprintf(out, "missing inode %d (%s): %v\n", m.ID, m.Where, m.Err)
+			}
+			fmt.Fprintf(out, "%d of %d inodes found under %s\n", len(s.Inodes)-len(missing), len(s.Inodes), sharedDir)
+			if len(missing) > 0 {
+				return errStateProblems
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&sharedDir, "shared-dir", "", "the directory a destination would serve (required)")
+	return cmd
+}
+
+// maxStateFile bounds what the state commands read.
+const maxStateFile = migrate.MaxEncodedSize
+
+func readStateFile(name string, stdin io.Reader) ([]byte, error) {
+	var r io.Reader = stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxStateFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(b) > maxStateFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, int64(maxStateFile))
+	}
+	return b, nil
+}
+
+// stateReport is what inspect shows, also as JSON.
+type stateReport struct {
+	Format     string          `json:"format"`
+	Version    int             `json:"version"`
+	Bytes      int             `json:"bytes"`
+	Mode       migrate.Mode    `json:"mode"`
+	Session    migrate.Session `json:"session"`
+	Options    migrate.Options `json:"options"`
+	InodeCount int             `json:"inode_count"`
+	Invalid    int             `json:"invalid_inodes"`
+	Handles    int             `json:"handle_count"`
+	NextNode   uint64          `json:"next_node"`
+	NextHandle uint64          `json:"next_handle"`
+	Problems   []string        `json:"problems,omitempty"`
+	Inodes     []inodeReport   `json:"inodes,omitempty"`
+}
+
+type inodeReport struct {
+	ID      uint64 `json:"id"`
+	Lookups uint64 `json:"lookups"`
+	Type    string `json:"type"`
+	Where   string `json:"where"`
+	Handles int    `json:"open_handles,omitempty"`
+	Invalid string `json:"invalid,omitempty"`
+}
+
+func newStateReport(s *migrate.State, size int, problems error, withInodes bool) *stateReport {
+	r := &stateReport{
+		Format: "ferryfs migration state", Version: migrate.Version, Bytes: size,
+		Mode: s.Mode, Session: s.Session, Options: s.Options,
+		InodeCount: len(s.Inodes), Handles: len(s.Handles), NextNode: s.NextNode, NextHandle: s.NextHandle,
+	}
+	if problems != nil {
+		r.Problems = strings.Split(problems.Error(), "\n")
+	}
+	for _, i := range s.Inodes {
+		if i.Invalid != "" {
+			r.Invalid++
+		}
+	}
+	if !withInodes {
+		return r
+	}
+	open := make(map[uint64]int)
+	for _, h := range s.Handles {
+		open[h.Node]++
+	}
+	paths := s.Paths()
+	for k := range s.Inodes {
+		i := &s.Inodes[k]
+		ir := inodeReport{ID: i.ID, Lookups: i.Lookups, Type: fileType(i.Type), Where: migrate.Describe(i, paths),
+			Handles: open[i.ID], Invalid: i.Invalid}
+		if _, ok := paths[i.ID]; !ok && i.ID != migrate.RootID && s.Mode == migrate.FindPaths && ir.Invalid == "" {
+			ir.Invalid = "no path: a parent is missing"
+		}
+		r.Inodes = append(r.Inodes, ir)
+	}
+	return r
+}
+
+func (r *stateReport) print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "format\t%s, version %d (%d bytes)\n", r.Format, r.Version, r.Bytes)
+	fmt.Fprintf(tw, "mode\t%s\n", r.Mode)
+	fmt.Fprintf(tw, "session\tFUSE %d.%d, flags %#x, max_write %d, max_pages %d, max_readahead %d\n",
+		r.Session.Major, r.Session.Minor, r.Session.Flags, r.Session.MaxWrite, r.Session.MaxPages, r.Session.MaxReadahead)
+	o := r.Options
+	fmt.Fprintf(tw, "options\tcache=%s writeback=%v readonly=%v xattr=%v posix-acl=%v security-label=%v killpriv-v2=%v announce-submounts=%v\n",
+		o.Cache, o.Writeback, o.Readonly, o.Xattr, o.PosixACL, o.SecurityLabel, o.KillprivV2, o.AnnounceSubmount)
+	if o.XattrMap != "" {
+		fmt.Fprintf(tw, "\txattrmap=%q\n", o.XattrMap)
+	}
+	if len(o.TranslateUID)+len(o.TranslateGID) > 0 {
+		fmt.Fprintf(tw, "\ttranslate-uid=%v translate-gid=%v\n", o.TranslateUID, o.TranslateGID)
+	}
+	fmt.Fprintf(tw, "inodes\t%d (%d invalid)\n", r.InodeCount, r.Invalid)
+	fmt.Fprintf(tw, "handles\t%d\n", r.Handles)
+	fmt.Fprintf(tw, "next ids\tnode %d, handle %d\n", r.NextNode, r.NextHandle)
+	tw.Flush()
+	if len(r.Problems) > 0 {
+		fmt.Fprintf(w, "problems:\n")
+		for _, p := range r.Problems {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+	}
+	if r.Inodes == nil {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tLOOKUPS\tTYPE\tOPEN\tWHERE")
+	for _, i := range r.Inodes {
+		where := i.Where
+		if i.Invalid != "" {
+			where += "  INVALID: " + i.Invalid
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%s\n", i.ID, i.Lookups, i.Type, i.Handles, where)
+	}
+	tw.Flush()
+}
+
+func fileType(t uint32) string {
+	switch t {
+	case unix.S_IFREG:
+		return "file"
+	case unix.S_IFDIR:
+		return "dir"
+	case unix.S_IFLNK:
+		return "symlink"
+	case unix.S_IFIFO:
+		return "fifo"
+	case unix.S_IFSOCK:
+		return "socket"
+	case unix.S_IFCHR:
+		return "chardev"
+	case unix.S_IFBLK:
+		return "blockdev"
+	}
+	return fmt.Sprintf("%o", t)
+}

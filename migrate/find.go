@@ -1,0 +1,149 @@
+package migrate
+
+import (
+	"fmt"
+	"slices"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Missing is an inode a destination would not find.
+type Missing struct {
+	ID uint64
+	// Where is the inode's path or a description of its file handle.
+	Where string
+	Err   error
+}
+
+// Verify reports the inodes of s that a destination serving the shared
+// directory open at rootFD (opened O_RDONLY|O_DIRECTORY: open_by_handle_at
+// refuses an O_PATH descriptor for the mount) would not find, or would
+// find as an object of another type. Paths are resolved beneath rootFD
+// without following any symlink, as the destination resolves them; file
+// handles are opened through rootFD's mount.
+func Verify(s *State, rootFD int) []Missing {
+	var missing []Missing
+	var paths map[uint64]string
+	if s.Mode == FindPaths {
+		paths = s.Paths()
+	}
+	for k := range s.Inodes {
+		i := &s.Inodes[k]
+		if i.ID == RootID {
+			continue
+		}
+		where := Describe(i, paths)
+		if i.Invalid != "" {
+			missing = append(missing, Missing{ID: i.ID, Where: where, Err: fmt.Errorf("the source could not describe it: %s", i.Invalid)})
+			continue
+		}
+		var fd int
+		var err error
+		switch s.Mode {
+		case FindPaths:
+			p, ok := paths[i.ID]
+			if !ok {
+				missing = append(missing, Missing{ID: i.ID, Where: where, Err: fmt.Errorf("no path: a parent is missing")})
+				continue
+			}
+			fd, err = OpenPath(rootFD, p)
+		case FileHandles:
+			fd, err = OpenHandle(rootFD, i.Handle)
+		}
+		if err != nil {
+			missing = append(missing, Missing{ID: i.ID, Where: where, Err: err})
+			continue
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		unix.Close(fd)
+		if err != nil {
+			missing = append(missing, Missing{ID: i.ID, Where: where, Err: err})
+		} else if st.Mode&unix.S_IFMT != i.Type {
+			missing = append(missing, Missing{ID: i.ID, Where: where,
+				Err: fmt.Errorf("found a %s, the guest knows a %s", typeName(st.Mode&unix.S_IFMT), typeName(i.Type))})
+		}
+	}
+	slices.SortFunc(missing, func(a, b Missing) int { return int(int64(a.ID) - int64(b.ID)) })
+	return missing
+}
+
+// Describe names how inode i is found: its path (from paths, as
+// State.Paths gives them) or its file handle.
+func Describe(i *Inode, paths map[uint64]string) string {
+	switch {
+	case i.ID == RootID:
+		return "/"
+	case i.Handle != nil:
+		return fmt.Sprintf("handle mount=%d type=%d %x", i.Handle.MountID, i.Handle.Type, i.Handle.Bytes)
+	}
+	if p, ok := paths[i.ID]; ok {
+		return "/" + p
+	}
+	return fmt.Sprintf("parent %d name %q", i.Parent, i.Name)
+}
+
+// OpenPath opens path, relative to the directory open at rootFD, as an
+// O_PATH descriptor, without following symlinks and without leaving
+// rootFD.
+func OpenPath(rootFD int, path string) (int, error) {
+	how := unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	for {
+		fd, err := unix.Openat2(rootFD, path, &how)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return -1, fmt.Errorf("open %s: %w", path, err)
+		}
+		return fd, nil
+	}
+}
+
+// OpenHandle opens a file handle through the mount of mountFD (not an
+// O_PATH descriptor) as an O_PATH descriptor. It needs CAP_DAC_READ_SEARCH.
+func OpenHandle(mountFD int, h *FileHandle) (int, error) {
+	if h == nil || len(h.Bytes) == 0 || len(h.Bytes) > maxHandleBytes {
+		return -1, fmt.Errorf("no valid file handle")
+	}
+	// struct file_handle: handle_bytes, handle_type, f_handle.
+	buf := make([]byte, 8+len(h.Bytes))
+	*(*uint32)(unsafe.Pointer(&buf[0])) = uint32(len(h.Bytes))
+	*(*int32)(unsafe.Pointer(&buf[4])) = h.Type
+	copy(buf[8:], h.Bytes)
+	for {
+		r, _, e := unix.Syscall(unix.SYS_OPEN_BY_HANDLE_AT, uintptr(mountFD), uintptr(unsafe.Pointer(&buf[0])),
+			uintptr(unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return -1, fmt.Errorf("open file handle: %w", e)
+		}
+		return int(r), nil
+	}
+}
+
+func typeName(t uint32) string {
+	switch t {
+	case unix.S_IFREG:
+		return "regular file"
+	case unix.S_IFDIR:
+		return "directory"
+	case unix.S_IFLNK:
+		return "symlink"
+	case unix.S_IFIFO:
+		return "FIFO"
+	case unix.S_IFSOCK:
+		return "socket"
+	case unix.S_IFCHR:
+		return "character device"
+	case unix.S_IFBLK:
+		return "block device"
+	}
+	return fmt.Sprintf("type %o", t)
+}
