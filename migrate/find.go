@@ -81,6 +81,9 @@ func Describe(i *Inode, paths map[uint64]string) string {
 	if p, ok := paths[i.ID]; ok {
 		return "/" + p
 	}
+	if i.Name == "" {
+		return "no location"
+	}
 	return fmt.Sprintf("parent %d name %q", i.Parent, i.Name)
 }
 

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferryfs/ferryfs/migrate"
+)
+
+// writeState writes a find-paths state knowing /a, /a/b, /a/c (open) and
+// an inode the source could not describe.
+func writeState(t *testing.T) string {
+	t.Helper()
+	s := &migrate.State{
+		Mode:       migrate.FindPaths,
+		Session:    migrate.Session{Major: 7, Minor: 38, Flags: 0x1, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1},
+		Options:    migrate.Options{Cache: "auto", Xattr: true},
+		NextNode:   6,
+		NextHandle: 2,
+		Inodes: []migrate.Inode{
+			{ID: 1, Lookups: 1, Type: 0o040000},
+			{ID: 2, Lookups: 1, Type: 0o040000, Parent: 1, Name: "a"},
+			{ID: 3, Lookups: 1, Type: 0o100000, Parent: 2, Name: "b"},
+			{ID: 4, Lookups: 2, Type: 0o100000, Parent: 2, Name: "c"},
+			{ID: 5, Lookups: 1, Type: 0o100000, Invalid: "unlinked on the host: it has no path"},
+		},
+		Handles: []migrate.Handle{{ID: 1, Node: 4, Flags: 2, GuestFlags: 2}},
+	}
+	b, err := migrate.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "state")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestStateInspect(t *testing.T) {
+	path := writeState(t)
+	out, err := run(t, "state", "inspect", "--inodes", path)
+	if err != nil {
+		t.Fatalf("inspect: %v\n%s", err, out)
+	}
+	for _, want := range []string{"version 1", "find-paths", "FUSE 7.38", "inodes    5 (1 invalid)", "handles   1",
+		"/a/c", "INVALID: unlinked on the host"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = run(t, "state", "inspect", "--json", "--inodes", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r stateReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out)
+	}
+	if r.InodeCount != 5 || r.Invalid != 1 || r.Inodes[3].Where != "/a/c" || r.Inodes[3].Handles != 1 {
+		t.Errorf("JSON report %+v", r)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad")
+	os.WriteFile(bad, []byte("not a state"), 0o600)
+	if _, err := run(t, "state", "inspect", bad); err == nil || !strings.Contains(err.Error(), "not a ferryfs migration state") {
+		t.Errorf("inspect of garbage: %v", err)
+	}
+}
+
+func TestStateVerify(t *testing.T) {
+	path := writeState(t)
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "a"), 0o755)
+	os.WriteFile(filepath.Join(dir, "a", "b"), nil, 0o644)
+	os.Mkdir(filepath.Join(dir, "a", "c"), 0o755) // a directory where the guest knows a file
+	out, err := run(t, "state", "verify", "--shared-dir", dir, path)
+	if err != errStateProblems {
+		t.Fatalf("verify: %v, want the problems exit\n%s", err, out)
+	}
+	for _, want := range []string{"missing inode 4 (/a/c): found a directory, the guest knows a regular file",
+		"missing inode 5 (no location)", "3 of 5 inodes found"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, out)
+		}
+	}
+	os.Remove(filepath.Join(dir, "a", "c"))
+	os.WriteFile(filepath.Join(dir, "a", "c"), nil, 0o644)
+	out, _ = run(t, "state", "verify", "--shared-dir", dir, path)
+	if !strings.Contains(out, "4 of 5 inodes found") {
+		t.Errorf("verify after the fix:\n%s", out)
+	}
+}
