@@ -34,6 +34,7 @@ type daemonFlags struct {
 	tag         string
 
 	printCapabilities bool
+	stateDump         string
 
 	// The flags below are virtiofsd's for features ferryfs does not have
 	// yet. They are parsed so that giving one is refused with a message
@@ -69,6 +70,7 @@ type daemonConfig struct {
 	socketGID  int // -1 unless --socket-group
 	fd         int // -1 unless --fd
 	tag        string
+	stateDump  string // --state-dump
 }
 
 func (f *daemonFlags) register(cmd *cobra.Command) {
@@ -106,13 +108,15 @@ func (f *daemonFlags) register(cmd *cobra.Command) {
 	setFlagGroup(fl, groupDeprecated, "compat-options", "debug", "foreground", "socket")
 
 	fl.BoolVar(&f.printCapabilities, "print-capabilities", false, "print the vhost-user back-end capabilities as JSON and exit")
+	fl.StringVar(&f.stateDump, "state-dump", "", "on SIGUSR1, write the migration state the daemon would send now to this file (for ferryfs state inspect); a ferryfs extension")
+	setFlagGroup(fl, groupMigration, "state-dump")
 }
 
 // config validates the flags, in this order: the -o options, the flags
 // that are refused because their feature is missing, the socket, and the
 // file system.
 func (f *daemonFlags) config() (daemonConfig, error) {
-	cfg := daemonConfig{fd: f.fd, socketGID: -1, tag: f.tag}
+	cfg := daemonConfig{fd: f.fd, socketGID: -1, tag: f.tag, stateDump: f.stateDump}
 	if f.given == nil {
 		f.given = make(map[string]string)
 	}
@@ -194,11 +198,14 @@ func lookupGroup(name string) (int, error) {
 // that connects, and returns when it disconnects (exit 0, as virtiofsd) or
 // when ctx is done.
 func runDaemon(ctx context.Context, cfg daemonConfig, stderr io.Writer) error {
-	log, srv, closeFS, err := startFS(cfg.fsConfig, stderr)
+	log, srv, pfs, closeFS, err := startFS(cfg.fsConfig, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeFS()
+	if cfg.stateDump != "" {
+		defer dumpStateOnSignal(ctx, log, srv, pfs, cfg.stateDump)()
+	}
 	dev, err := virtiofs.New(srv, cfg.tag)
 	if err != nil {
 		return err
@@ -230,7 +237,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig, stderr io.Writer) error {
 // startFS opens the logs and the shared directory, for the daemon and for
 // "ferryfs mount" alike, and returns the FUSE server to serve and what
 // closes it all.
-func startFS(cfg fsConfig, stderr io.Writer) (*slog.Logger, *fuseproto.Server, func(), error) {
+func startFS(cfg fsConfig, stderr io.Writer) (*slog.Logger, *fuseproto.Server, *passthrough.FS, func(), error) {
 	log, closeLog := openLogger(cfg, stderr)
 	slog.SetDefault(log)
 	for _, w := range cfg.warnings {
@@ -239,10 +246,10 @@ func startFS(cfg fsConfig, stderr io.Writer) (*slog.Logger, *fuseproto.Server, f
 	pfs, err := openFS(cfg, log)
 	if err != nil {
 		closeLog()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	srv := fuseproto.NewServer(pfs, fuseproto.ServerOptions{Logger: log})
-	return log, srv, func() { pfs.Close(); closeLog() }, nil
+	return log, srv, pfs, func() { pfs.Close(); closeLog() }, nil
 }
 
 // openFS applies the descriptor limits and opens the shared directory.

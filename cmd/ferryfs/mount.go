@@ -277,7 +277,7 @@ func (f *fsFlags) config() (fsConfig, error) {
 // catching the signals that cancel ctx, so that a second one kills a daemon
 // whose unmount hangs.
 func runMount(ctx context.Context, unhandle func(), cfg mountConfig, stderr io.Writer) error {
-	log, srv, closeFS, err := startFS(cfg.fsConfig, stderr)
+	log, srv, _, closeFS, err := startFS(cfg.fsConfig, stderr)
 	if err != nil {
 		return err
 	}
