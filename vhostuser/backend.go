@@ -36,6 +36,11 @@ type Backend struct {
 	protocol    uint64 // acknowledged by SET_PROTOCOL_FEATURES
 	gotProtocol bool
 	mem         guestmem.Table
+	// dirtyLog is the log SET_LOG_BASE mapped; logs it replaced stay
+	// mapped in retiredLogs until the connection ends, since a worker
+	// may still be marking one.
+	dirtyLog    *guestmem.DirtyLog
+	retiredLogs []*guestmem.DirtyLog
 	vrings      []*vring
 	jobs        chan *job
 	jobPool     sync.Pool
@@ -69,12 +74,12 @@ func New(dev Device, opts Options) *Backend {
 // offeredFeatures are the virtio features we offer.
 func (b *Backend) offeredFeatures() uint64 {
 	return FeatureVersion1 | FeatureIndirectDesc | FeatureEventIdx | FeatureProtocolFeatures |
-		FeatureNotifyOnEmpty | b.dev.Features()
+		FeatureNotifyOnEmpty | FeatureLogAll | b.dev.Features()
 }
 
 // offeredProtocol are the protocol features we offer.
 func (b *Backend) offeredProtocol() uint64 {
-	p := uint64(ProtocolMQ | ProtocolReplyAck | ProtocolConfigureMemSlots | ProtocolResetDevice)
+	p := uint64(ProtocolMQ | ProtocolReplyAck | ProtocolConfigureMemSlots | ProtocolResetDevice | ProtocolLogShmfd)
 	if b.dev.Config() != nil {
 		p |= ProtocolConfig
 	}
@@ -104,6 +109,10 @@ func (b *Backend) Serve(fd int) error {
 		close(b.jobs)
 		b.workersDone.Wait()
 		b.mem.Store(nil).Unmap()
+		b.dirtyLog.Unmap()
+		for _, l := range b.retiredLogs {
+			l.Unmap()
+		}
 		c.close()
 	}()
 	for {
@@ -225,7 +234,12 @@ func (b *Backend) dispatch(m *message) (replied bool, err error) {
 				v.enabled.Store(true)
 			}
 		}
+		// VHOST_F_LOG_ALL set starts dirty logging, cleared (a
+		// migration that ended or was cancelled) stops it.
+		b.applyLogging()
 		return false, nil
+	case SetLogBase:
+		return b.setLogBase(m)
 	case GetProtocolFeatures:
 		return true, b.conn.replyU64(m.req, b.offeredProtocol())
 	case SetProtocolFeatures:
@@ -441,8 +455,8 @@ func (b *Backend) setVringAddr(m *message) error {
 	if err != nil {
 		return err
 	}
-	if a.flags&vringFLog != 0 {
-		return fmt.Errorf("queue %d: used ring logging asked for without VHOST_F_LOG_ALL support", a.index)
+	if a.flags&^vringFLog != 0 {
+		return fmt.Errorf("queue %d: unknown ring address flags %#x", a.index, a.flags)
 	}
 	wasRunning := v.running()
 	v.stop()
@@ -572,4 +586,56 @@ func (b *Backend) getConfig(m *message) error {
 	}
 	copy(reply[12:], cfg[offset:offset+size])
 	return b.conn.reply(m.req, reply)
+}
+
+// setLogBase maps the dirty log the front-end shares for a migration
+// (SET_LOG_BASE with VHOST_USER_PROTOCOL_F_LOG_SHMFD) and answers, as that
+// protocol feature requires, once it is in use.
+func (b *Backend) setLogBase(m *message) (bool, error) {
+	if b.protocol&ProtocolLogShmfd == 0 {
+		return false, fmt.Errorf("SET_LOG_BASE without VHOST_USER_PROTOCOL_F_LOG_SHMFD")
+	}
+	size, offset, err := m.logBase()
+	if err != nil {
+		return false, err
+	}
+	fd, err := takeFD(m)
+	if err != nil {
+		return false, err
+	}
+	l, err := guestmem.MapDirtyLog(fd, size, offset)
+	if err != nil {
+		return false, err
+	}
+	if b.dirtyLog != nil {
+		b.retiredLogs = append(b.retiredLogs, b.dirtyLog)
+	}
+	b.dirtyLog = l
+	b.applyLogging()
+	b.log.Info("dirty log mapped", "size", size)
+	return true, b.conn.replyU64(m.req, 0)
+}
+
+// applyLogging gives every running ring the dirty log while VHOST_F_LOG_ALL
+// is on, and takes it away otherwise.
+func (b *Backend) applyLogging() {
+	for _, v := range b.vrings {
+		b.applyRingLogging(v)
+	}
+}
+
+// applyRingLogging sets v's logging as applyLogging describes. Every byte
+// written into guest memory from then on, the data of a reply and the used
+// ring entry and index, is marked by the time its chain is returned, and
+// GET_VRING_BASE waits for the chains in flight: the front-end's last copy
+// of guest memory, after it stopped the rings, sees every mark.
+func (b *Backend) applyRingLogging(v *vring) {
+	if !v.running() {
+		return
+	}
+	if b.features&FeatureLogAll == 0 || b.dirtyLog == nil {
+		v.q.SetLog(nil)
+		return
+	}
+	v.q.SetLog(&virtqueue.UsedLog{Log: b.dirtyLog, UsedAddr: v.addr.logGuestAdr, LogBuffer: true})
 }

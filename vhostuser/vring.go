@@ -127,6 +127,7 @@ func (v *vring) start(b *Backend, mem *guestmem.Memory) error {
 	v.q, v.wakeFD = q, wake
 	v.stopping.Store(false)
 	v.done = make(chan struct{})
+	b.applyRingLogging(v)
 	go v.run(b)
 	v.log.Debug("queue started", "queue", v.index, "size", v.num, "base", v.base)
 	return nil

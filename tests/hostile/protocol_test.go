@@ -204,11 +204,11 @@ func TestProtocolViolations(t *testing.T) {
 			a.Desc = 0x1000
 			e.send(vf.SetVringAddr, a.Encode())
 		}, `queue 1 descriptor ring at user address 0x1000`},
-		{"SET_VRING_ADDR asking for used-ring logging", func(t *testing.T, e *env) {
+		{"SET_VRING_ADDR with unknown flags", func(t *testing.T, e *env) {
 			a := e.rq.Addr()
-			a.Index, a.Flags = 2, 1
+			a.Index, a.Flags = 2, 2
 			e.send(vf.SetVringAddr, a.Encode())
-		}, `used ring logging`},
+		}, `unknown ring address flags 0x2`},
 
 		{"SET_VRING_NUM index out of range", func(t *testing.T, e *env) {
 			e.send(vf.SetVringNum, vf.VringState(17, 64))
@@ -254,7 +254,7 @@ func TestProtocolViolations(t *testing.T) {
 		{"unknown request 0xffffffff", func(t *testing.T, e *env) { e.send(0xffffffff, nil) }, `request 4294967295: unsupported message`},
 		{"SET_LOG_BASE without LOG_SHMFD", func(t *testing.T, e *env) {
 			e.send(vf.SetLogBase, make([]byte, 16), newMemfd(t, 4096))
-		}, `SET_LOG_BASE: unsupported message`},
+		}, `SET_LOG_BASE without VHOST_USER_PROTOCOL_F_LOG_SHMFD`},
 		{"SET_FEATURES with features not offered", func(t *testing.T, e *env) {
 			e.send(vf.SetFeatures, vf.U64(e.f.Acked|1<<63))
 		}, `features 0x8000000000000000 we did not offer`},
