@@ -2,8 +2,6 @@ package migrate
 
 import (
 	"fmt"
-	"slices"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,11 +60,10 @@ func Verify(s *State, rootFD int) []Missing {
 			missing = append(missing, Missing{ID: i.ID, Where: where, Err: err})
 		} else if st.Mode&unix.S_IFMT != i.Type {
 			missing = append(missing, Missing{ID: i.ID, Where: where,
-				Err: fmt.Errorf("found a %s, the guest knows a %s", typeName(st.Mode&unix.S_IFMT), typeName(i.Type))})
+				Err: fmt.Errorf("found a %s, the guest knows a %s", TypeName(st.Mode&unix.S_IFMT), TypeName(i.Type))})
 		}
 	}
-	slices.SortFunc(missing, func(a, b Missing) int { return int(int64(a.ID) - int64(b.ID)) })
-	return missing
+	return missing // in id order, as s.Inodes
 }
 
 // Describe names how inode i is found: its path (from paths, as
@@ -113,25 +110,20 @@ func OpenHandle(mountFD int, h *FileHandle) (int, error) {
 	if h == nil || len(h.Bytes) == 0 || len(h.Bytes) > maxHandleBytes {
 		return -1, fmt.Errorf("no valid file handle")
 	}
-	// struct file_handle: handle_bytes, handle_type, f_handle.
-	buf := make([]byte, 8+len(h.Bytes))
-	*(*uint32)(unsafe.Pointer(&buf[0])) = uint32(len(h.Bytes))
-	*(*int32)(unsafe.Pointer(&buf[4])) = h.Type
-	copy(buf[8:], h.Bytes)
 	for {
-		r, _, e := unix.Syscall(unix.SYS_OPEN_BY_HANDLE_AT, uintptr(mountFD), uintptr(unsafe.Pointer(&buf[0])),
-			uintptr(unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC))
-		if e == unix.EINTR {
+		fd, err := unix.OpenByHandleAt(mountFD, unix.NewFileHandle(h.Type, h.Bytes), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+		if err == unix.EINTR {
 			continue
 		}
-		if e != 0 {
-			return -1, fmt.Errorf("open file handle: %w", e)
+		if err != nil {
+			return -1, fmt.Errorf("open file handle: %w", err)
 		}
-		return int(r), nil
+		return fd, nil
 	}
 }
 
-func typeName(t uint32) string {
+// TypeName names the file type in the S_IFMT bits t.
+func TypeName(t uint32) string {
 	switch t {
 	case unix.S_IFREG:
 		return "regular file"

@@ -188,7 +188,7 @@ func newStateReport(s *migrate.State, size int, problems error, withInodes bool)
 	paths := s.Paths()
 	for k := range s.Inodes {
 		i := &s.Inodes[k]
-		ir := inodeReport{ID: i.ID, Lookups: i.Lookups, Type: fileType(i.Type), Where: migrate.Describe(i, paths),
+		ir := inodeReport{ID: i.ID, Lookups: i.Lookups, Type: migrate.TypeName(i.Type), Where: migrate.Describe(i, paths),
 			Handles: open[i.ID], Invalid: i.Invalid}
 		if _, ok := paths[i.ID]; !ok && i.ID != migrate.RootID && s.Mode == migrate.FindPaths && ir.Invalid == "" {
 			ir.Invalid = "no path: a parent is missing"
@@ -237,24 +237,4 @@ func (r *stateReport) print(w io.Writer) {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%s\n", i.ID, i.Lookups, i.Type, i.Handles, where)
 	}
 	tw.Flush()
-}
-
-func fileType(t uint32) string {
-	switch t {
-	case unix.S_IFREG:
-		return "file"
-	case unix.S_IFDIR:
-		return "dir"
-	case unix.S_IFLNK:
-		return "symlink"
-	case unix.S_IFIFO:
-		return "fifo"
-	case unix.S_IFSOCK:
-		return "socket"
-	case unix.S_IFCHR:
-		return "chardev"
-	case unix.S_IFBLK:
-		return "blockdev"
-	}
-	return fmt.Sprintf("%o", t)
 }
