@@ -155,12 +155,10 @@ func (fs *FS) Init(kernelFlags uint64, out *fuse.InitOut) (uint64, syscall.Errno
 	}
 	if fs.opts.Writeback && kernelFlags&fuse.CAP_WRITEBACK_CACHE != 0 {
 		want |= fuse.CAP_WRITEBACK_CACHE
-		fs.writeback.Store(true)
 	}
 	if fs.opts.KillprivV2 {
 		if kernelFlags&fuse.CAP_HANDLE_KILLPRIV_V2 != 0 {
 			want |= fuse.CAP_HANDLE_KILLPRIV_V2
-			fs.killpriv.Store(true)
 		} else {
 			fs.log.Warn("--killpriv-v2: the kernel does not offer HANDLE_KILLPRIV_V2")
 		}
@@ -168,7 +166,6 @@ func (fs *FS) Init(kernelFlags uint64, out *fuse.InitOut) (uint64, syscall.Errno
 	if fs.opts.AnnounceSubmounts {
 		if kernelFlags&fuse.CAP_SUBMOUNTS != 0 {
 			want |= fuse.CAP_SUBMOUNTS
-			fs.submounts.Store(true)
 		} else {
 			fs.log.Warn("--announce-submounts: the kernel does not offer SUBMOUNTS")
 		}
@@ -186,7 +183,6 @@ func (fs *FS) Init(kernelFlags uint64, out *fuse.InitOut) (uint64, syscall.Errno
 			return 0, syscall.EPROTO
 		}
 		want |= acl
-		fs.posixACL.Store(true)
 	}
 	if fs.opts.SecurityLabel {
 		if kernelFlags&fuse.CAP_SECURITY_CTX == 0 {
@@ -194,25 +190,32 @@ func (fs *FS) Init(kernelFlags uint64, out *fuse.InitOut) (uint64, syscall.Errno
 			return 0, syscall.EPROTO
 		}
 		want |= fuse.CAP_SECURITY_CTX
-		fs.secLabel.Store(true)
 	}
 	if kernelFlags&fuse.CAP_CREATE_SUPP_GROUP != 0 {
 		want |= fuse.CAP_CREATE_SUPP_GROUP
-		fs.suppGroup.Store(true)
 	}
 	out.TimeGran = 1
+	fs.resume(want)
 	return want, 0
 }
 
 // Destroy forgets every inode but the root and closes every handle.
 func (fs *FS) Destroy() {
 	fs.store.Reset()
-	fs.writeback.Store(false)
-	fs.killpriv.Store(false)
-	fs.submounts.Store(false)
-	fs.posixACL.Store(false)
-	fs.secLabel.Store(false)
-	fs.suppGroup.Store(false)
+	fs.resume(0)
+}
+
+// resume records what a session that negotiated flags turns on: set by
+// Init, by a migration destination that never sees INIT (ImportState), and
+// cleared by Destroy. Every capability Init asks for is one the kernel
+// offered, so what it wants is what the session has.
+func (fs *FS) resume(flags uint64) {
+	fs.writeback.Store(flags&fuse.CAP_WRITEBACK_CACHE != 0)
+	fs.killpriv.Store(flags&fuse.CAP_HANDLE_KILLPRIV_V2 != 0)
+	fs.submounts.Store(flags&fuse.CAP_SUBMOUNTS != 0)
+	fs.posixACL.Store(flags&fuse.CAP_POSIX_ACL != 0)
+	fs.secLabel.Store(flags&fuse.CAP_SECURITY_CTX != 0)
+	fs.suppGroup.Store(flags&fuse.CAP_CREATE_SUPP_GROUP != 0)
 }
 
 // errno turns an error from a system call into the errno for the guest.

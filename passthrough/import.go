@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/fuseproto"
@@ -163,15 +162,4 @@ func (fs *FS) ImportState(st *migrate.State) (fuseproto.Session, error) {
 		MaxReadahead: s.MaxReadahead, MaxPages: s.MaxPages, TimeGran: s.TimeGran}
 	fs.resume(s.Flags)
 	return sess, nil
-}
-
-// resume sets what Init would have set for a session that negotiated
-// flags, for a destination that never sees INIT.
-func (fs *FS) resume(flags uint64) {
-	fs.writeback.Store(flags&fuse.CAP_WRITEBACK_CACHE != 0)
-	fs.killpriv.Store(flags&fuse.CAP_HANDLE_KILLPRIV_V2 != 0)
-	fs.submounts.Store(flags&fuse.CAP_SUBMOUNTS != 0)
-	fs.posixACL.Store(flags&fuse.CAP_POSIX_ACL != 0)
-	fs.secLabel.Store(flags&fuse.CAP_SECURITY_CTX != 0)
-	fs.suppGroup.Store(flags&fuse.CAP_CREATE_SUPP_GROUP != 0)
 }
