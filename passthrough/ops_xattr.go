@@ -138,10 +138,7 @@ func (fs *FS) GetXAttr(r *fuseproto.Request, name string, dst []byte) (int, sysc
 	}
 	cname := cstr(name)
 	n, err := t.call(i, func() (int, error) {
-		args := xattrArgs{value: uint64(bufPtr(dst)), size: uint32(len(dst))}
-		r1, _, e := unix.Syscall6(sysGetxattrat, uintptr(fs.procFD), uintptr(unsafe.Pointer(&t.name[0])), 0,
-			uintptr(unsafe.Pointer(&cname[0])), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
-		return errnoResult(r1, e)
+		return getxattrat(fs.procFD, t.name, cname, dst)
 	}, func(fd int) (int, error) { return unix.Fgetxattr(fd, name, dst) })
 	if err != nil {
 		return 0, fs.errno("getxattr", err)
@@ -158,9 +155,7 @@ func (fs *FS) ListXAttr(r *fuseproto.Request, dst []byte) (int, syscall.Errno) {
 	defer fs.put(i)
 	defer t.close()
 	n, err := t.call(i, func() (int, error) {
-		r1, _, e := unix.Syscall6(sysListxattrat, uintptr(fs.procFD), uintptr(unsafe.Pointer(&t.name[0])), 0,
-			bufPtr(dst), uintptr(len(dst)), 0)
-		return errnoResult(r1, e)
+		return listxattrat(fs.procFD, t.name, dst)
 	}, func(fd int) (int, error) { return unix.Flistxattr(fd, dst) })
 	if err != nil {
 		return 0, fs.errno("listxattr", err)
@@ -201,10 +196,7 @@ func (fs *FS) SetXAttr(r *fuseproto.Request, in *fuse.SetXAttrIn, name string, v
 	}
 	cname := cstr(name)
 	_, err := t.call(i, func() (int, error) {
-		args := xattrArgs{value: uint64(bufPtr(value)), size: uint32(len(value)), flags: in.Flags}
-		r1, _, e := unix.Syscall6(sysSetxattrat, uintptr(fs.procFD), uintptr(unsafe.Pointer(&t.name[0])), 0,
-			uintptr(unsafe.Pointer(&cname[0])), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
-		return errnoResult(r1, e)
+		return 0, setxattrat(fs.procFD, t.name, cname, value, in.Flags)
 	}, func(fd int) (int, error) { return 0, unix.Fsetxattr(fd, name, value, int(in.Flags)) })
 	return fs.errno("setxattr", err)
 }
@@ -223,11 +215,40 @@ func (fs *FS) RemoveXAttr(r *fuseproto.Request, name string) syscall.Errno {
 	}
 	cname := cstr(name)
 	_, err := t.call(i, func() (int, error) {
-		r1, _, e := unix.Syscall6(sysRemovexattrat, uintptr(fs.procFD), uintptr(unsafe.Pointer(&t.name[0])), 0,
-			uintptr(unsafe.Pointer(&cname[0])), 0, 0)
-		return errnoResult(r1, e)
+		return 0, removexattrat(fs.procFD, t.name, cname)
 	}, func(fd int) (int, error) { return 0, unix.Fremovexattr(fd, name) })
 	return fs.errno("removexattr", err)
+}
+
+// The *xattrat system calls on path (NUL-terminated) relative to dirFD,
+// following it: with dirFD /proc/self/fd and path a descriptor's number,
+// they reach the object the descriptor refers to. ENOSYS on kernels before
+// 6.13.
+
+func getxattrat(dirFD int, path, name, dst []byte) (int, error) {
+	args := xattrArgs{value: uint64(bufPtr(dst)), size: uint32(len(dst))}
+	r1, _, e := unix.Syscall6(sysGetxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
+		uintptr(unsafe.Pointer(&name[0])), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
+	return errnoResult(r1, e)
+}
+
+func listxattrat(dirFD int, path, dst []byte) (int, error) {
+	r1, _, e := unix.Syscall6(sysListxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
+		bufPtr(dst), uintptr(len(dst)), 0)
+	return errnoResult(r1, e)
+}
+
+func setxattrat(dirFD int, path, name, value []byte, flags uint32) error {
+	args := xattrArgs{value: uint64(bufPtr(value)), size: uint32(len(value)), flags: flags}
+	_, _, e := unix.Syscall6(sysSetxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
+		uintptr(unsafe.Pointer(&name[0])), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
+	return errnoErr(e)
+}
+
+func removexattrat(dirFD int, path, name []byte) error {
+	_, _, e := unix.Syscall6(sysRemovexattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
+		uintptr(unsafe.Pointer(&name[0])), 0, 0)
+	return errnoErr(e)
 }
 
 func errnoResult(r1 uintptr, e syscall.Errno) (int, error) {
@@ -235,6 +256,13 @@ func errnoResult(r1 uintptr, e syscall.Errno) (int, error) {
 		return 0, e
 	}
 	return int(r1), nil
+}
+
+func errnoErr(e syscall.Errno) error {
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // clearSetgid drops S_ISGID from the object open at fd (an O_PATH

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"strconv"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -73,42 +72,46 @@ func (fs *FS) guestXattrList(list []byte) ([]byte, error) {
 }
 
 // setXattrFD sets attribute name on the object open at fd, whatever kind
-// of descriptor it is (O_PATH included), through /proc/self/fd.
+// of descriptor it is (O_PATH included), through its /proc/self/fd link.
 func (fs *FS) setXattrFD(fd int, name string, value []byte, flags uint32) error {
-	if !noXattrat.Load() {
-		link := append(strconv.AppendInt(make([]byte, 0, 12), int64(fd), 10), 0)
-		cname := cstr(name)
-		args := xattrArgs{value: uint64(bufPtr(value)), size: uint32(len(value)), flags: flags}
-		_, _, e := unix.Syscall6(sysSetxattrat, uintptr(fs.procFD), uintptr(unsafe.Pointer(&link[0])), 0,
-			uintptr(unsafe.Pointer(&cname[0])), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
-		if e != unix.ENOSYS {
-			if e != 0 {
-				return e
-			}
-			return nil
-		}
-		noXattrat.Store(true)
-	}
-	return unix.Fsetxattr(fd, name, value, int(flags))
+	return fs.xattrFD(fd,
+		func(link []byte) error { return setxattrat(fs.procFD, link, cstr(name), value, flags) },
+		func(open int) error { return unix.Fsetxattr(open, name, value, int(flags)) })
 }
 
 // removeXattrFD removes attribute name from the object open at fd, like
 // setXattrFD.
 func (fs *FS) removeXattrFD(fd int, name string) error {
+	return fs.xattrFD(fd,
+		func(link []byte) error { return removexattrat(fs.procFD, link, cstr(name)) },
+		func(open int) error { return unix.Fremovexattr(open, name) })
+}
+
+// xattrFD runs the *xattrat form of an attribute call on the object open at
+// fd, or, on kernels without it, the f*xattr form on a descriptor opened
+// for it: regular files and directories only, as in xattrTarget (opening a
+// device node would reach a device).
+func (fs *FS) xattrFD(fd int, at func(link []byte) error, fallback func(open int) error) error {
 	if !noXattrat.Load() {
-		link := append(strconv.AppendInt(make([]byte, 0, 12), int64(fd), 10), 0)
-		cname := cstr(name)
-		_, _, e := unix.Syscall6(sysRemovexattrat, uintptr(fs.procFD), uintptr(unsafe.Pointer(&link[0])), 0,
-			uintptr(unsafe.Pointer(&cname[0])), 0, 0)
-		if e != unix.ENOSYS {
-			if e != 0 {
-				return e
-			}
-			return nil
+		err := at(append(strconv.AppendInt(make([]byte, 0, 12), int64(fd), 10), 0))
+		if err != unix.ENOSYS {
+			return err
 		}
 		noXattrat.Store(true)
 	}
-	return unix.Fremovexattr(fd, name)
+	var stx unix.Statx_t
+	if err := statxFD(fd, &stx); err != nil {
+		return err
+	}
+	if t := uint32(stx.Mode) & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFDIR {
+		return unix.EOPNOTSUPP
+	}
+	open, err := unix.Openat(fs.procFD, strconv.Itoa(fd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(open)
+	return fallback(open)
 }
 
 // clearCapability removes the guest's security.capability from the object
