@@ -132,8 +132,12 @@ func (fs *FS) linkOf(i *inodestore.Inode) (string, error) {
 		return "", err
 	}
 	defer pfd.Close()
+	return fs.readLink(pfd.FD)
+}
+
+func (fs *FS) readLink(fd int) (string, error) {
 	buf := make([]byte, unix.PathMax)
-	n, err := unix.Readlinkat(fs.procFD, strconv.Itoa(pfd.FD), buf)
+	n, err := unix.Readlinkat(fs.procFD, strconv.Itoa(fd), buf)
 	if err != nil {
 		return "", fmt.Errorf("readlink: %w", err)
 	}
@@ -149,16 +153,15 @@ func (fs *FS) relPath(i *inodestore.Inode, rootPath string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("gone from the host: %w", err)
 	}
+	defer pfd.Close()
 	var stx unix.Statx_t
-	err = statxFD(pfd.FD, &stx)
-	pfd.Close()
-	if err != nil {
+	if err := statxFD(pfd.FD, &stx); err != nil {
 		return "", fmt.Errorf("statx: %w", err)
 	}
 	if stx.Nlink == 0 {
 		return "", fmt.Errorf("unlinked on the host: it has no path")
 	}
-	link, err := fs.linkOf(i)
+	link, err := fs.readLink(pfd.FD)
 	if err != nil {
 		return "", err
 	}

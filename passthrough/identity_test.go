@@ -3,6 +3,7 @@ package passthrough
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -105,7 +106,7 @@ func TestCreatorIdentity(t *testing.T) {
 					{3000, 1000, 0, 0, 0, 0, syscall.EPERM},
 				}
 				for _, c := range cases {
-					name := m.name + "-" + string(rune('a'+c.guestUID%26)) + "-" + itoa(c.guestUID)
+					name := fmt.Sprintf("%s-%d", m.name, c.guestUID)
 					attr, errno := m.make(callerReq(fuseproto.RootID, c.guestUID, c.guestGID), name)
 					if errno != c.errno {
 						t.Fatalf("guest %d:%d: errno %v, want %v", c.guestUID, c.guestGID, errno, c.errno)

@@ -118,16 +118,14 @@ func (fs *FS) Create(r *fuseproto.Request, in *fuse.CreateIn, name string, out *
 	}
 	// The file may exist already (CREATE without O_EXCL opens it); only
 	// a file this call made is labelled, or removed when that fails.
-	var made bool
-	return fs.createHandle(r, in, flags, out, func() (int, error) {
+	return fs.createHandle(r, in, flags, out, func() (int, bool, error) {
 		fd, err := openBeneath(pfd.FD, name, flags|unix.O_EXCL, in.Mode)
 		if err == unix.EEXIST && flags&unix.O_EXCL == 0 {
 			fd, err = openBeneath(pfd.FD, name, flags&^unix.O_CREAT, 0)
-			return fd, err
+			return fd, false, err
 		}
-		made = err == nil
-		return fd, err
-	}, func() { unix.Unlinkat(pfd.FD, name, 0) }, &made)
+		return fd, true, err
+	}, func() { unix.Unlinkat(pfd.FD, name, 0) })
 }
 
 // Tmpfile creates an unnamed file in the directory, as open(O_TMPFILE).
@@ -144,18 +142,18 @@ func (fs *FS) Tmpfile(r *fuseproto.Request, in *fuse.CreateIn, out *fuse.CreateO
 	if flags&unix.O_ACCMODE == unix.O_RDONLY {
 		return syscall.EINVAL // O_TMPFILE needs write access
 	}
-	made := true
-	return fs.createHandle(r, in, flags, out, func() (int, error) {
-		return openBeneath(pfd.FD, ".", flags, in.Mode)
-	}, func() {}, &made)
+	return fs.createHandle(r, in, flags, out, func() (int, bool, error) {
+		fd, err := openBeneath(pfd.FD, ".", flags, in.Mode)
+		return fd, true, err
+	}, func() {})
 }
 
 // createHandle runs create, which returns a new descriptor opened with
-// flags, as the request's caller, and records both the new inode and the
-// handle. When *made says create made a new file, the file gets the
-// guest's security label, and undo removes it if that fails.
+// flags and whether it made a new file, as the request's caller, and
+// records both the inode and the handle. A new file gets the guest's
+// security label, and undo removes it if that fails.
 func (fs *FS) createHandle(r *fuseproto.Request, in *fuse.CreateIn, flags int, out *fuse.CreateOut,
-	create func() (int, error), undo func(), made *bool) syscall.Errno {
+	create func() (fd int, made bool, err error), undo func()) syscall.Errno {
 	c, errno := fs.hostCaller(r)
 	if errno != 0 {
 		return errno
@@ -163,16 +161,16 @@ func (fs *FS) createHandle(r *fuseproto.Request, in *fuse.CreateIn, flags int, o
 	if err := fs.store.ReserveFD(); err != nil {
 		return fs.errno("create", err)
 	}
-	fd := -1
+	fd, made := -1, false
 	err := fs.asCaller(c, in.Umask, fs.posixACL.Load(), func() (err error) {
-		fd, err = create()
+		fd, made, err = create()
 		return err
 	})
 	if err != nil {
 		fs.store.UnreserveFD()
 		return fs.errno("create", err)
 	}
-	if *made {
+	if made {
 		if errno := fs.setSecurityContext(r, fd); errno != 0 {
 			unix.Close(fd)
 			undo()
