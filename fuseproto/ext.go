@@ -57,7 +57,7 @@ type Extensions struct {
 	secctx [maxSecCtx]SecurityContext
 }
 
-// parseExtensions decodes the extension area ext, which the caller has copied
+// parse decodes the extension area ext, which the caller has copied
 // out of the request, into e. Everything is checked: a record shorter than
 // its header, a size that is not a multiple of 8 or runs past the area, a
 // count that does not fit, a context name without NUL or a value past its

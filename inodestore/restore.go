@@ -132,22 +132,17 @@ func (s *Store) restoredInode(in RestoredInode) (*Inode, error) {
 	}
 	i := &Inode{ID: in.ID, Key: KeyOf(&stx), Mode: uint32(stx.Mode) & unix.S_IFMT, fd: -1, cachedFD: -1, lookups: in.Lookups}
 	i.refs.Store(1) // the table's
-	if s.opts.FileHandles != FileHandlesNever {
-		h, err := nameToHandle(in.FD)
-		if err == nil {
-			err = s.ensureMount(h.MountID, in.FD, i.Mode)
-		}
-		switch {
-		case err == nil:
-			i.Handle, i.handleKey = h, h.mapKey()
-			if !s.cacheFD(i, in.FD) {
-				unix.Close(in.FD)
-			}
-			return i, nil
-		case s.opts.FileHandles == FileHandlesMandatory:
+	h, err := s.handleFor(in.FD, i.Mode)
+	if err != nil {
+		unix.Close(in.FD)
+		return nil, err
+	}
+	if h != nil {
+		i.Handle, i.handleKey = h, h.mapKey()
+		if !s.cacheFD(i, in.FD) {
 			unix.Close(in.FD)
-			return nil, err
 		}
+		return i, nil
 	}
 	if !s.opts.Budget.Acquire() {
 		unix.Close(in.FD)

@@ -1,6 +1,7 @@
 package inodestore
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/ferryfs/ferryfs/fuseproto"
@@ -51,8 +52,8 @@ func (s *Store) Snapshot() *Snapshot {
 	snap.NextHandle = s.nextHandle + 1
 	s.handlesMu.RUnlock()
 	s.mu.RUnlock()
-	slices.SortFunc(snap.Inodes, func(a, b InodeEntry) int { return cmpID(uint64(a.Inode.ID), uint64(b.Inode.ID)) })
-	slices.SortFunc(snap.Handles, func(a, b HandleEntry) int { return cmpID(a.ID, b.ID) })
+	slices.SortFunc(snap.Inodes, func(a, b InodeEntry) int { return cmp.Compare(a.Inode.ID, b.Inode.ID) })
+	slices.SortFunc(snap.Handles, func(a, b HandleEntry) int { return cmp.Compare(a.ID, b.ID) })
 	return snap
 }
 
@@ -62,16 +63,6 @@ func (s *Store) Release(snap *Snapshot) {
 		s.Put(e.Inode)
 	}
 	snap.Inodes = nil
-}
-
-func cmpID(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // NameToHandle returns the file handle of the object open at fd (any kind

@@ -210,26 +210,10 @@ func (s *Store) release(i *Inode) {
 // unique across reuse of the inode number (the generation is part of it).
 func (s *Store) Insert(fd int, stx *unix.Statx_t) (*Inode, error) {
 	key := KeyOf(stx)
-	var h *FileHandle
-	if s.opts.FileHandles != FileHandlesNever {
-		var err error
-		h, err = nameToHandle(fd)
-		if err != nil {
-			if s.opts.FileHandles == FileHandlesMandatory {
-				unix.Close(fd)
-				return nil, err
-			}
-			h = nil // prefer: this filesystem has no handles; use the descriptor
-		}
-	}
-	if h != nil {
-		if err := s.ensureMount(h.MountID, fd, uint32(stx.Mode)&unix.S_IFMT); err != nil {
-			if s.opts.FileHandles == FileHandlesMandatory {
-				unix.Close(fd)
-				return nil, err
-			}
-			h = nil
-		}
+	h, err := s.handleFor(fd, uint32(stx.Mode)&unix.S_IFMT)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
 	}
 	var hkey string
 	if h != nil {
@@ -277,6 +261,27 @@ func (s *Store) Insert(fd int, stx *unix.Statx_t) (*Inode, error) {
 		unix.Close(fd)
 	}
 	return i, nil
+}
+
+// handleFor returns the file handle to reference the object open at fd
+// (of type mode) by, with its mount ready for opening it: nil when inodes
+// are referenced by descriptor, or, with prefer, when this object's file
+// system has no handles. Only with mandatory is a failure an error.
+func (s *Store) handleFor(fd int, mode uint32) (*FileHandle, error) {
+	if s.opts.FileHandles == FileHandlesNever {
+		return nil, nil
+	}
+	h, err := nameToHandle(fd)
+	if err == nil {
+		err = s.ensureMount(h.MountID, fd, mode)
+	}
+	if err != nil {
+		if s.opts.FileHandles == FileHandlesMandatory {
+			return nil, err
+		}
+		return nil, nil // prefer: use the descriptor
+	}
+	return h, nil
 }
 
 // ensureMount keeps a descriptor for mount id so handles on it can be
