@@ -42,6 +42,7 @@ type Backend struct {
 	dirtyLog    *guestmem.DirtyLog
 	retiredLogs []*guestmem.DirtyLog
 	vrings      []*vring
+	poller      *kickPoller
 	jobs        chan *job
 	jobPool     sync.Pool
 	workersDone sync.WaitGroup
@@ -96,6 +97,10 @@ func (b *Backend) Serve(fd int) error {
 		return err
 	}
 	b.conn = c
+	if b.poller, err = startPoller(b); err != nil {
+		c.close()
+		return fmt.Errorf("vhost-user: starting the kick poller: %w", err)
+	}
 	b.jobs = make(chan *job, 4*b.opts.Workers)
 	for i := 0; i < b.opts.Workers; i++ {
 		b.workersDone.Add(1)
@@ -106,6 +111,7 @@ func (b *Backend) Serve(fd int) error {
 			v.stop()
 			v.closeFDs()
 		}
+		b.poller.close()
 		close(b.jobs)
 		b.workersDone.Wait()
 		b.mem.Store(nil).Unmap()
@@ -290,7 +296,9 @@ func (b *Backend) dispatch(m *message) (replied bool, err error) {
 			return false, fmt.Errorf("enable value %d", num)
 		}
 		v.enabled.Store(num == 1)
-		v.wake()
+		if b.poller != nil {
+			b.poller.poke()
+		}
 		return false, nil
 	case GetConfig:
 		return true, b.getConfig(m)
@@ -479,10 +487,7 @@ func (b *Backend) getVringBase(m *message) error {
 	// GET_VRING_BASE stops the ring: after the reply nothing more is
 	// written to guest memory for it.
 	v.stop()
-	if v.kickFD >= 0 {
-		unix.Close(v.kickFD)
-		v.kickFD = -1
-	}
+	v.setKickFD(-1)
 	var p [8]byte
 	binary.LittleEndian.PutUint32(p[0:], index)
 	binary.LittleEndian.PutUint32(p[4:], uint32(v.base))
@@ -545,10 +550,7 @@ func (b *Backend) setVringFD(m *message) error {
 		return fmt.Errorf("queue %d kick descriptor: %w", v.index, err)
 	}
 	v.stop()
-	if v.kickFD >= 0 {
-		unix.Close(v.kickFD)
-	}
-	v.kickFD = fd
+	v.setKickFD(fd)
 	mem := b.mem.Load()
 	if mem == nil {
 		return fmt.Errorf("queue %d kicked before a memory table", v.index)

@@ -35,16 +35,19 @@ type vring struct {
 	callMu sync.RWMutex
 	callFD int // protected by callMu; -1 when unset
 
-	// Set while the ring runs.
+	// Set while the ring runs. The poller reads q, kickFD and broken
+	// under serving, so the connection's goroutine changes them under it
+	// too.
 	q        *virtqueue.Queue
-	wakeFD   int // eventfd that interrupts the processing goroutine
+	poller   *kickPoller
+	serving  sync.Mutex
+	broken   bool // the queue or its kick descriptor failed
 	stopping atomic.Bool
-	done     chan struct{}
 	inflight sync.WaitGroup
 }
 
 func newVring(index int, log *slog.Logger) *vring {
-	return &vring{index: index, log: log, kickFD: -1, errFD: -1, callFD: -1, wakeFD: -1}
+	return &vring{index: index, log: log, kickFD: -1, errFD: -1, callFD: -1}
 }
 
 func (v *vring) running() bool { return v.q != nil }
@@ -78,11 +81,15 @@ func (v *vring) setCall(fd int) {
 	}
 }
 
-func (v *vring) wake() {
-	if v.wakeFD >= 0 {
-		var one [8]byte
-		binary.LittleEndian.PutUint64(one[:], 1)
-		unix.Write(v.wakeFD, one[:])
+// setKickFD replaces the kick descriptor, closing the old one; the ring
+// must be stopped.
+func (v *vring) setKickFD(fd int) {
+	v.serving.Lock()
+	old := v.kickFD
+	v.kickFD = fd
+	v.serving.Unlock()
+	if old >= 0 {
+		unix.Close(old)
 	}
 }
 
@@ -120,15 +127,12 @@ func (v *vring) start(b *Backend, mem *guestmem.Memory) error {
 	if err != nil {
 		return fmt.Errorf("queue %d: %w", v.index, err)
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		return fmt.Errorf("queue %d: eventfd: %w", v.index, err)
-	}
-	v.q, v.wakeFD = q, wake
+	v.serving.Lock()
+	v.q, v.broken, v.poller = q, false, b.poller
 	v.stopping.Store(false)
-	v.done = make(chan struct{})
+	v.serving.Unlock()
 	b.applyRingLogging(v)
-	go v.run(b)
+	b.poller.add(v)
 	v.log.Debug("queue started", "queue", v.index, "size", v.num, "base", v.base)
 	return nil
 }
@@ -140,76 +144,23 @@ func (v *vring) stop() {
 		return
 	}
 	v.stopping.Store(true)
-	v.wake()
-	<-v.done
+	v.poller.remove(v)
 	v.inflight.Wait()
+	v.serving.Lock()
 	v.base = v.q.LastAvail()
 	v.q = nil
-	unix.Close(v.wakeFD)
-	v.wakeFD = -1
+	v.serving.Unlock()
 	v.log.Debug("queue stopped", "queue", v.index, "base", v.base)
 }
 
 // closeFDs releases the descriptors the front-end gave for this ring.
 func (v *vring) closeFDs() {
-	for _, fd := range []*int{&v.kickFD, &v.errFD} {
-		if *fd >= 0 {
-			unix.Close(*fd)
-			*fd = -1
-		}
+	v.setKickFD(-1)
+	if v.errFD >= 0 {
+		unix.Close(v.errFD)
+		v.errFD = -1
 	}
 	v.setCall(-1)
-}
-
-// run takes chains off the ring until stopped, handing them to the
-// workers.
-//
-// It waits for kicks in a blocking ppoll rather than in Go's netpoller, on
-// purpose: measured under a guest that sends one request at a time, a ring
-// goroutine parked in the netpoller left every P idle between requests, so
-// the runtime's sysmon thread went to sleep and was woken again by the next
-// request's first system call, then polled every 20µs: about a quarter of
-// the daemon's CPU time. A P held in a system call is not idle, and with
-// the connection's messages read through the netpoller (see conn) a P
-// stays free, so sysmon neither sleeps nor takes the P away.
-func (v *vring) run(b *Backend) {
-	defer close(v.done)
-	fds := []unix.PollFd{{Fd: int32(v.kickFD), Events: unix.POLLIN}, {Fd: int32(v.wakeFD), Events: unix.POLLIN}}
-	var drain [8]byte
-	for !v.stopping.Load() {
-		if v.enabled.Load() {
-			if err := v.drainRing(b); err != nil {
-				v.log.Error("queue broken; no longer processing it", "queue", v.index, "err", err)
-				return
-			}
-		}
-		for k := range fds {
-			fds[k].Revents = 0
-		}
-		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
-			v.log.Error("waiting for a kick", "queue", v.index, "err", err)
-			return
-		}
-		if fds[0].Revents&(unix.POLLERR|unix.POLLNVAL|unix.POLLHUP) != 0 {
-			v.log.Error("kick descriptor failed; no longer processing the queue", "queue", v.index, "revents", fds[0].Revents)
-			return
-		}
-		if fds[0].Revents&unix.POLLIN != 0 {
-			// An eventfd reads 8 bytes and resets; anything else (a pipe
-			// at its end, /dev/zero) would wake us forever.
-			n, err := unix.Read(v.kickFD, drain[:])
-			if n != len(drain) && err != unix.EAGAIN {
-				v.log.Error("kick descriptor is not an eventfd; no longer processing the queue", "queue", v.index, "read", n, "err", err)
-				return
-			}
-		}
-		if fds[1].Revents&unix.POLLIN != 0 {
-			// Reading the wake-up eventfd only when it fired saves a
-			// failing read (EAGAIN) per kick: one system call in four
-			// of an idle-then-busy ring.
-			unix.Read(v.wakeFD, drain[:])
-		}
-	}
 }
 
 // drainRing hands every available chain to the workers, then asks the
