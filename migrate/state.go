@@ -41,6 +41,27 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("invalid migration mode %q: want find-paths or file-handles", s)
 }
 
+// OnError is what a destination does with an inode or handle it cannot
+// find or re-open.
+type OnError string
+
+const (
+	// Abort fails the whole migration; the source keeps running.
+	Abort OnError = "abort"
+	// GuestError migrates everything else; the lost inodes and handles
+	// answer the guest with an error.
+	GuestError OnError = "guest-error"
+)
+
+// ParseOnError parses a --migration-on-error value.
+func ParseOnError(s string) (OnError, error) {
+	switch OnError(s) {
+	case Abort, GuestError:
+		return OnError(s), nil
+	}
+	return "", fmt.Errorf("invalid --migration-on-error %q: want abort or guest-error", s)
+}
+
 // RootID is the node id of the shared directory.
 const RootID = 1
 
@@ -59,7 +80,13 @@ type State struct {
 	Handles    []Handle `msgpack:"handles"`
 }
 
-// Session is what FUSE_INIT settled (fuseproto.Session).
+// Mounted reports whether the guest had mounted the file system: a state
+// without a session is that of a guest that never sent INIT (or unmounted),
+// and the destination waits for INIT as a fresh daemon does.
+func (s *State) Mounted() bool { return s.Session != (Session{}) }
+
+// Session is what FUSE_INIT settled (fuseproto.Session); all zero when the
+// guest had not mounted.
 type Session struct {
 	Major        uint32 `msgpack:"major"`
 	Minor        uint32 `msgpack:"minor"`
@@ -176,8 +203,12 @@ func (s *State) Validate() error {
 	if _, err := ParseMode(string(s.Mode)); err != nil {
 		bad("%v", err)
 	}
-	if s.Session.Major != 7 || s.Session.Minor < 27 {
-		bad("FUSE session %d.%d: want 7.27 or newer", s.Session.Major, s.Session.Minor)
+	if s.Mounted() {
+		if s.Session.Major != 7 || s.Session.Minor < 27 {
+			bad("FUSE session %d.%d: want 7.27 or newer", s.Session.Major, s.Session.Minor)
+		}
+	} else if len(s.Inodes) > 1 || len(s.Handles) > 0 {
+		bad("no FUSE session, yet %d inodes and %d handles: a guest that has not mounted knows only the root", len(s.Inodes), len(s.Handles))
 	}
 	if len(s.Options.XattrMap) > maxOptionText || len(s.Options.TranslateUID) > 1000 || len(s.Options.TranslateGID) > 1000 {
 		bad("options too large")

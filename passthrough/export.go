@@ -36,6 +36,20 @@ func (fs *FS) MigrationOptions() migrate.Options {
 	}
 }
 
+// ExportOptions are a migration source's settings.
+type ExportOptions struct {
+	// Mode is how the destination finds inodes (--migration-mode).
+	Mode migrate.Mode
+	// VerifyHandles attaches each inode's file handle in find-paths mode
+	// too, so the destination can check that a path led it to the very
+	// same object (--migration-verify-handles).
+	VerifyHandles bool
+	// ConfirmPaths re-resolves every path before it is sent and marks an
+	// inode whose path leads elsewhere as invalid
+	// (--migration-confirm-paths).
+	ConfirmPaths bool
+}
+
 // ExportState describes everything the guest knows, for a migration
 // destination: sess is what INIT negotiated, mode how inodes are to be
 // found. Requests must not change the tables meanwhile (the rings are
@@ -47,7 +61,8 @@ func (fs *FS) MigrationOptions() migrate.Options {
 // (usually its parent and its name). An object unlinked on the host or
 // moved out of the shared directory cannot be described by path and is
 // marked invalid, with the reason.
-func (fs *FS) ExportState(mode migrate.Mode, sess fuseproto.Session) (*migrate.State, error) {
+func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.State, error) {
+	mode := opts.Mode
 	snap := fs.store.Snapshot()
 	defer fs.store.Release(snap)
 	st := &migrate.State{

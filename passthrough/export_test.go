@@ -54,7 +54,7 @@ func TestExportState(t *testing.T) {
 					t.Fatal(err)
 				}
 				sess := fuseproto.Session{Major: 7, Minor: 38, Flags: fuse.CAP_ASYNC_READ, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1}
-				st, err := fs.ExportState(mode, sess)
+				st, err := fs.ExportState(ExportOptions{Mode: mode}, sess)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -13,6 +13,13 @@ import (
 	"github.com/ferryfs/ferryfs/migrate"
 )
 
+// ImportOptions are a migration destination's settings.
+type ImportOptions struct {
+	// OnError is what happens to inodes and handles that cannot be found
+	// or re-opened (--migration-on-error).
+	OnError migrate.OnError
+}
+
 // ImportState rebuilds, in a file system that has served nothing yet, what
 // a migration source's guest knew: every inode under its node id with its
 // lookup count, every open handle re-opened with its flags, the id
@@ -24,7 +31,7 @@ import (
 // a difference is an error before anything is applied. So is an inode that
 // cannot be found, or is found as another type of object (the
 // --migration-on-error=abort behaviour); nothing is applied then either.
-func (fs *FS) ImportState(st *migrate.State) (fuseproto.Session, error) {
+func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (fuseproto.Session, error) {
 	var sess fuseproto.Session
 	if d := st.Options.Diff(fs.MigrationOptions()); len(d) > 0 {
 		return sess, fmt.Errorf("the destination's options differ from the source's: %s", strings.Join(d, "; "))

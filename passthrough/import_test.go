@@ -38,7 +38,7 @@ func TestImportState(t *testing.T) {
 					t.Fatal(errno)
 				}
 				sess := fuseproto.Session{Major: 7, Minor: 38, Flags: fuse.CAP_WRITEBACK_CACHE, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1}
-				st, err := src.ExportState(mode, sess)
+				st, err := src.ExportState(ExportOptions{Mode: mode}, sess)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -53,7 +53,7 @@ func TestImportState(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer dst.Close()
-				got, err := dst.ImportState(st)
+				got, err := dst.ImportState(st, ImportOptions{OnError: migrate.Abort})
 				if err != nil {
 					t.Fatalf("ImportState: %v", err)
 				}
@@ -95,7 +95,7 @@ func TestImportStateRefuses(t *testing.T) {
 	writeHostFile(t, filepath.Join(dir, "f"), "x")
 	mustLookup(t, src, fuseproto.RootID, "f")
 	sess := fuseproto.Session{Major: 7, Minor: 38, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1}
-	st, err := src.ExportState(migrate.FindPaths, sess)
+	st, err := src.ExportState(ExportOptions{Mode: migrate.FindPaths}, sess)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestImportStateRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if _, err := other.ImportState(st); err == nil || !strings.Contains(err.Error(), "xattr: source false, destination true") {
+	if _, err := other.ImportState(st, ImportOptions{OnError: migrate.Abort}); err == nil || !strings.Contains(err.Error(), "xattr: source false, destination true") {
 		t.Fatalf("import with other options: %v", err)
 	}
 
@@ -115,7 +115,7 @@ func TestImportStateRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dst.Close()
-	if _, err := dst.ImportState(st); err == nil || !strings.Contains(err.Error(), "1 of 2 inodes not found") {
+	if _, err := dst.ImportState(st, ImportOptions{OnError: migrate.Abort}); err == nil || !strings.Contains(err.Error(), "1 of 2 inodes not found") {
 		t.Fatalf("import with a missing file: %v", err)
 	}
 	if n := dst.store.Len(); n != 1 {

@@ -43,6 +43,7 @@ type Backend struct {
 	retiredLogs []*guestmem.DirtyLog
 	vrings      []*vring
 	poller      *kickPoller
+	transfer    *stateTransfer // the last device state transfer
 	jobs        chan *job
 	jobPool     sync.Pool
 	workersDone sync.WaitGroup
@@ -84,6 +85,9 @@ func (b *Backend) offeredProtocol() uint64 {
 	if b.dev.Config() != nil {
 		p |= ProtocolConfig
 	}
+	if _, ok := b.dev.(StateDevice); ok {
+		p |= ProtocolDeviceState
+	}
 	return p
 }
 
@@ -112,6 +116,9 @@ func (b *Backend) Serve(fd int) error {
 			v.closeFDs()
 		}
 		b.poller.close()
+		if b.transfer != nil {
+			<-b.transfer.done
+		}
 		close(b.jobs)
 		b.workersDone.Wait()
 		b.mem.Store(nil).Unmap()
@@ -302,6 +309,10 @@ func (b *Backend) dispatch(m *message) (replied bool, err error) {
 		return false, nil
 	case GetConfig:
 		return true, b.getConfig(m)
+	case SetDeviceStateFD:
+		return true, b.setDeviceStateFD(m)
+	case CheckDeviceState:
+		return true, b.checkDeviceState(m)
 	case SetConfig:
 		return false, reqErr("the device's configuration space is read-only")
 	default:

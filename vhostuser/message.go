@@ -46,6 +46,8 @@ const (
 	RemMemReg           Request = 38
 	SetStatus           Request = 39
 	GetStatus           Request = 40
+	SetDeviceStateFD    Request = 42
+	CheckDeviceState    Request = 43
 )
 
 var requestNames = map[Request]string{
@@ -58,6 +60,7 @@ var requestNames = map[Request]string{
 	SetBackendReqFD: "SET_BACKEND_REQ_FD", GetConfig: "GET_CONFIG", SetConfig: "SET_CONFIG",
 	ResetDevice: "RESET_DEVICE", GetMaxMemSlots: "GET_MAX_MEM_SLOTS", AddMemReg: "ADD_MEM_REG",
 	RemMemReg: "REM_MEM_REG", SetStatus: "SET_STATUS", GetStatus: "GET_STATUS",
+	SetDeviceStateFD: "SET_DEVICE_STATE_FD", CheckDeviceState: "CHECK_DEVICE_STATE",
 }
 
 func (r Request) String() string {
@@ -213,6 +216,15 @@ func (m *message) logBase() (size, offset uint64, err error) {
 }
 
 // configSpace decodes GET_CONFIG's {offset, size, flags}.
+// deviceStateTransfer decodes SET_DEVICE_STATE_FD's parameters: u32
+// direction, u32 phase.
+func (m *message) deviceStateTransfer() (direction, phase uint32, err error) {
+	if len(m.payload) != 8 {
+		return 0, 0, fmt.Errorf("device state transfer parameters of %d bytes, want 8", len(m.payload))
+	}
+	return binary.LittleEndian.Uint32(m.payload), binary.LittleEndian.Uint32(m.payload[4:]), nil
+}
+
 func (m *message) configSpace() (offset, size uint32, err error) {
 	if len(m.payload) < 12 {
 		return 0, 0, fmt.Errorf("payload of %d bytes, want at least 12", len(m.payload))

@@ -55,7 +55,7 @@ func dumpState(srv *fuseproto.Server, pfs *passthrough.FS, path string) (int, er
 	if !ok {
 		return 0, fmt.Errorf("no FUSE session yet: the guest has not mounted")
 	}
-	st, err := pfs.ExportState(migrate.FindPaths, sess)
+	st, err := pfs.ExportState(passthrough.ExportOptions{Mode: migrate.FindPaths}, sess)
 	if err != nil {
 		return 0, err
 	}
