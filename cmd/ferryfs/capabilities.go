@@ -14,17 +14,15 @@ type capabilities struct {
 	Features []string `json:"features"`
 }
 
-// backendCapabilities lists only what ferryfs really does.
-//
-// virtiofsd 1.13 prints "migrate-precopy" too, which tells libvirt it may
-// live-migrate a guest using the device. ferryfs cannot migrate its state
-// yet (the --migration-* flags are refused), so it must not claim it:
-// libvirt would then start a migration the back-end cannot carry out.
+// backendCapabilities lists only what ferryfs really does, as virtiofsd
+// 1.13 does: "migrate-precopy" tells libvirt it may live-migrate a guest
+// using the device (the state moves through VHOST_USER_SET_DEVICE_STATE_FD
+// once memory is copied), "separate-options" that the flags are taken in
+// their separate form (--shared-dir DIR, --cache MODE, ...), so libvirt
+// need not fall back to -o.
 var backendCapabilities = capabilities{
-	Type: "fs",
-	// The flags are taken in their separate form (--shared-dir DIR,
-	// --cache MODE, ...), so libvirt need not fall back to -o.
-	Features: []string{"separate-options"},
+	Type:     "fs",
+	Features: []string{"migrate-precopy", "separate-options"},
 }
 
 // printCapabilities writes backendCapabilities in virtiofsd's layout.

@@ -161,8 +161,7 @@ func (e *unsupportedError) Is(target error) bool { return target == errNotSuppor
 
 // Features ferryfs lacks, as refusals name them.
 const (
-	featureSandbox   = "sandboxing"
-	featureMigration = "live migration"
+	featureSandbox = "sandboxing"
 )
 
 // refuseUnsupported returns an error naming every flag given whose feature
@@ -201,13 +200,6 @@ func (f *daemonFlags) refuseUnsupported() error {
 	for _, name := range []string{"uid-map", "gid-map"} {
 		if f.isGiven(name) {
 			refuse(f.spelling(name), featureSandbox, "the user namespace these map ids into is --sandbox=namespace's")
-		}
-	}
-	// Refused even at their default values: whoever gives one expects
-	// migration to work.
-	for _, name := range []string{"migration-mode", "migration-on-error", "migration-verify-handles", "migration-confirm-paths"} {
-		if f.isGiven(name) {
-			refuse(f.spelling(name), featureMigration, "")
 		}
 	}
 	return errors.Join(errs...)

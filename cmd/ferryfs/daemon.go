@@ -19,6 +19,7 @@ import (
 
 	"github.com/ferryfs/ferryfs/fuseproto"
 	"github.com/ferryfs/ferryfs/internal/fdlimit"
+	"github.com/ferryfs/ferryfs/migrate"
 	"github.com/ferryfs/ferryfs/passthrough"
 	"github.com/ferryfs/ferryfs/vhostuser"
 	"github.com/ferryfs/ferryfs/virtiofs"
@@ -71,6 +72,7 @@ type daemonConfig struct {
 	fd         int // -1 unless --fd
 	tag        string
 	stateDump  string // --state-dump
+	migration  migrationConfig
 }
 
 func (f *daemonFlags) register(cmd *cobra.Command) {
@@ -95,10 +97,10 @@ func (f *daemonFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.gidMap, "gid-map", nil, notYet("map host GIDs into the sandbox's user namespace, as :NAMESPACE_GID:HOST_GID:COUNT:; repeatable"))
 	setFlagGroup(fl, groupProcess, "sandbox", "seccomp", "modcaps", "uid-map", "gid-map")
 
-	fl.StringVar(&f.migrationMode, "migration-mode", "find-paths", notYet("how to migrate open files (find-paths, file-handles)"))
-	fl.StringVar(&f.migrationOnError, "migration-on-error", "abort", notYet("what the destination does with files it cannot migrate (abort, guest-error)"))
-	fl.BoolVar(&f.migrationVerifyHandles, "migration-verify-handles", false, notYet("check by file handle that the destination opened the same files"))
-	fl.BoolVar(&f.migrationConfirmPaths, "migration-confirm-paths", false, notYet("re-check migrated paths at switch-over"))
+	fl.StringVar(&f.migrationMode, "migration-mode", "find-paths", "how the destination finds the inodes the guest knows: find-paths (a path beneath the shared directory per inode) or file-handles (a file handle per inode; source and destination must share the file system)")
+	fl.StringVar(&f.migrationOnError, "migration-on-error", "abort", "on the destination, what an inode or open file that cannot be found does: abort (fail the migration; the source keeps running) or guest-error (migrate the rest; the guest gets errors, ESTALE, for the lost ones)")
+	fl.BoolVar(&f.migrationVerifyHandles, "migration-verify-handles", false, "find-paths only, on the source: send each inode's file handle too, so the destination checks that a path led it to the very same object (source and destination must share the file system)")
+	fl.BoolVar(&f.migrationConfirmPaths, "migration-confirm-paths", false, "find-paths only, on the source: re-resolve every path at switch-over and send no path that leads to another object")
 	setFlagGroup(fl, groupMigration, "migration-mode", "migration-on-error", "migration-verify-handles", "migration-confirm-paths")
 
 	fl.StringArrayVarP(&f.compatOptions, "compat-options", "o", nil, "options in virtiofsd's legacy format, e.g. -o source=DIR,cache=auto,xattr [deprecated]")
@@ -137,6 +139,18 @@ func (f *daemonFlags) config() (daemonConfig, error) {
 	}
 	if err := f.refuseUnsupported(); err != nil {
 		return cfg, err
+	}
+	mode, err := migrate.ParseMode(f.migrationMode)
+	if err != nil {
+		return cfg, fmt.Errorf("--migration-mode: %w", err)
+	}
+	onError, err := migrate.ParseOnError(f.migrationOnError)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.migration = migrationConfig{
+		export:  passthrough.ExportOptions{Mode: mode, VerifyHandles: f.migrationVerifyHandles, ConfirmPaths: f.migrationConfirmPaths},
+		onError: onError,
 	}
 
 	cfg.socketPath = f.socketPath
@@ -206,10 +220,11 @@ func runDaemon(ctx context.Context, cfg daemonConfig, stderr io.Writer) error {
 	if cfg.stateDump != "" {
 		defer dumpStateOnSignal(ctx, log, srv, pfs, cfg.stateDump)()
 	}
-	dev, err := virtiofs.New(srv, cfg.tag)
+	plain, err := virtiofs.New(srv, cfg.tag)
 	if err != nil {
 		return err
 	}
+	dev := virtiofs.WithMigration(plain, &fsMigrator{fs: pfs, cfg: cfg.migration, log: log})
 
 	lfd, err := listenFD(cfg)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/ferryfs/ferryfs/migrate"
 	"github.com/ferryfs/ferryfs/inodestore"
 	"github.com/ferryfs/ferryfs/passthrough"
 )
@@ -225,6 +226,28 @@ func TestDaemonFlags(t *testing.T) {
 			},
 		},
 		{
+			name: "migration defaults",
+			check: func(t *testing.T, c daemonConfig) {
+				want := migrationConfig{export: passthrough.ExportOptions{Mode: migrate.FindPaths}, onError: migrate.Abort}
+				if c.migration != want {
+					t.Errorf("migration config %+v, want %+v", c.migration, want)
+				}
+			},
+		},
+		{
+			name: "migration flags",
+			args: []string{"--migration-mode=file-handles", "--migration-on-error", "guest-error", "--migration-verify-handles", "--migration-confirm-paths"},
+			check: func(t *testing.T, c daemonConfig) {
+				want := migrationConfig{
+					export:  passthrough.ExportOptions{Mode: migrate.FileHandles, VerifyHandles: true, ConfirmPaths: true},
+					onError: migrate.GuestError,
+				}
+				if c.migration != want {
+					t.Errorf("migration config %+v, want %+v", c.migration, want)
+				}
+			},
+		},
+		{
 			name:    "--socket-path wins over --socket",
 			args:    []string{"--socket", "/elsewhere"},
 			warning: "--socket is deprecated",
@@ -265,7 +288,6 @@ func TestDaemonRefusals(t *testing.T) {
 	dir := t.TempDir()
 	base := []string{"--socket-path", filepath.Join(dir, "vhost.sock"), "--shared-dir", dir}
 	const sandboxing = "is not supported yet (sandboxing)"
-	const migration = "is not supported yet (live migration)"
 	tests := []struct {
 		args []string
 		want []string // substrings of the error
@@ -280,12 +302,6 @@ func TestDaemonRefusals(t *testing.T) {
 		{[]string{"--modcaps="}, []string{"--modcaps is not supported yet (capability dropping)"}},
 		{[]string{"--uid-map=:0:1000:1:"}, []string{"--uid-map " + sandboxing}},
 		{[]string{"--gid-map=:0:1000:1:", "--gid-map=:1:100000:65536:"}, []string{"--gid-map " + sandboxing}},
-		// Refused even at their default values.
-		{[]string{"--migration-mode=find-paths"}, []string{"--migration-mode " + migration}},
-		{[]string{"--migration-mode=file-handles"}, []string{"--migration-mode " + migration}},
-		{[]string{"--migration-on-error=abort"}, []string{"--migration-on-error " + migration}},
-		{[]string{"--migration-verify-handles"}, []string{"--migration-verify-handles " + migration}},
-		{[]string{"--migration-confirm-paths"}, []string{"--migration-confirm-paths " + migration}},
 		// All refusals at once, so that one run shows them all.
 		{[]string{"--uid-map=:0:1000:1:", "--sandbox=chroot", "--seccomp=kill"}, []string{
 			"--sandbox=chroot is not supported yet", "--seccomp=kill is not supported yet", "--uid-map " + sandboxing}},
@@ -560,6 +576,7 @@ func TestPrintCapabilities(t *testing.T) {
 	const want = `{
   "type": "fs",
   "features": [
+    "migrate-precopy",
     "separate-options"
   ]
 }
