@@ -49,6 +49,10 @@ type BootOptions struct {
 	HostQEMU bool
 	// QEMUArgs are extra QEMU arguments (paths as the chroot sees them).
 	QEMUArgs []string
+	// Incoming starts QEMU as a migration destination (-incoming defer):
+	// the guest arrives through Machine.MigrateFrom, already booted and
+	// mounted, so its console starts mid-run.
+	Incoming bool
 	// Console, if set, also receives the serial console as it arrives.
 	// FERRYFS_E2E_CONSOLE=1 sends it to stderr.
 	Console io.Writer
@@ -211,6 +215,10 @@ func (m *Machine) Wait() (*Result, error) {
 		Daemon:   m.Daemon,
 	}
 	res.parseConsole(m.opts.Commands)
+	if m.opts.Incoming {
+		// Booting and mounting happened on the migration source.
+		res.Booted, res.Mounted = true, true
+	}
 	res.DaemonErr = m.Daemon.Stop()
 	cpu, err := m.Daemon.CPUTime()
 	if err != nil && res.DaemonErr == nil {

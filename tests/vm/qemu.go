@@ -40,6 +40,9 @@ func qemuArgs(path func(string) (string, error), o *BootOptions, socket, kernel,
 		}
 		args = append(args, "-qmp", "unix:"+qmp+",server=on,wait=off")
 	}
+	if o.Incoming {
+		args = append(args, "-incoming", "defer")
+	}
 	return append(args, o.QEMUArgs...), nil
 }
 

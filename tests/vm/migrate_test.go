@@ -1,0 +1,154 @@
+package vm
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// migrationScript is the guest's side of a migration test, one shell so
+// that its descriptors live through the migration. Before: a file held
+// open, a file held open in a directory then renamed, a hard-linked file
+// held open through the link that remains after the other is removed, a
+// read-write handle, a working directory, and a writer appending lines
+// through a held descriptor while the migration runs. It then touches
+// .ready and waits for the host's .migrated; after: everything is read and
+// written through the same descriptors on the destination. Each check
+// prints MIGRATE-OK or MIGRATE-MISMATCH; the exit status is 1 on any
+// mismatch.
+const migrationScript = `
+cd /mnt || exit 1
+fail=0
+check() {
+	if [ "$2" = "$3" ]; then echo "MIGRATE-OK $1"; else echo "MIGRATE-MISMATCH $1: got '$2', want '$3'"; fail=1; fi
+}
+echo held-content > held; exec 3<held
+mkdir d1; echo in-renamed-dir > d1/f; exec 4<d1/f; mv d1 d2
+echo linked > a; ln a b; exec 5<b; rm a
+echo rw-start > rw; exec 6<>rw
+mkdir wd; echo wd-file > wd/x
+(
+	i=0; exec 7>>stream
+	while [ ! -e .migrated ] && [ $i -lt 200000 ]; do echo "line $i" >&7; i=$((i+1)); done
+	echo $i > stream.count
+) &
+writer=$!
+cd wd
+: > /mnt/.ready
+i=0
+while [ ! -e /mnt/.migrated ]; do
+	i=$((i+1)); [ $i -lt 1800 ] || { echo "MIGRATE-MISMATCH the host never said it migrated"; exit 1; }
+	sleep 0.1
+done
+wait $writer
+check cwd "$(cat x)" wd-file
+check held "$(cat <&3)" held-content
+check renamed-dir-handle "$(cat <&4)" in-renamed-dir
+check renamed-dir-path "$(cat /mnt/d2/f)" in-renamed-dir
+check hardlink-handle "$(cat <&5)" linked
+check hardlink-nlink "$(stat -c %h /mnt/b)" 1
+echo rw-after >&6
+check rw-write "$(cat /mnt/rw)" rw-after
+lines=$(wc -l < /mnt/stream)
+check stream-lines "$lines" "$(cat /mnt/stream.count)"
+check stream-order "$(awk '$2 != NR-1 { bad++ } END { print bad+0 }' /mnt/stream)" 0
+echo post > /mnt/post; check new-file "$(cat /mnt/post)" post
+check host-file "$(cat /mnt/.migrated)" from-host
+check readdir "$(ls /mnt | tr '\n' ' ')" "b d2 held post rw stream stream.count wd "
+exec 3<&- 4<&- 5<&- 6<&-
+echo "MIGRATE-LINES $lines"
+exit $fail
+`
+
+// TestGuestMigration live-migrates a guest from one ferryfs to another on
+// the same shared directory, in each migration mode, mid-workload, with
+// QEMU 10, and checks that the guest's open files, working directory and
+// ongoing writes carry on with zero mismatches.
+func TestGuestMigration(t *testing.T) {
+	a := LoadAssets(t)
+	bin := BuildFerryfs(t)
+	for _, mode := range []string{"find-paths", "file-handles"} {
+		t.Run(mode, func(t *testing.T) {
+			flags := []string{"--migration-mode=" + mode}
+			src, dst := startMigrationPair(t, a, Ferryfs{Binary: bin, Flags: flags}, Ferryfs{Binary: bin, Flags: flags}, migrationScript)
+			stats, err := dst.MigrateFrom(src)
+			if err != nil {
+				t.Fatalf("migration: %v\nsource daemon log:\n%s\ndestination daemon log:\n%s", err, src.Daemon.Log(), dst.Daemon.Log())
+			}
+			t.Logf("migration: total %s, downtime %s", stats.TotalTime, stats.Downtime)
+			if err := os.WriteFile(filepath.Join(src.Run.SharedDir, ".migrated"), []byte("from-host\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := src.WaitMigratedAway(); err != nil {
+				t.Errorf("%v\nlog:\n%s", err, src.Daemon.Log())
+			}
+			res, err := dst.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkMigrationScript(t, res)
+			if res.DaemonErr != nil {
+				t.Errorf("destination: %v", res.DaemonErr)
+			}
+			if got, err := os.ReadFile(filepath.Join(src.Run.SharedDir, "rw")); err != nil || string(got) != "rw-after\n" {
+				t.Errorf("host's rw: %q, %v; want %q", got, err, "rw-after\n")
+			}
+		})
+	}
+}
+
+// startMigrationPair boots the source guest running script against
+// srcDaemon, waits until the guest says it is ready (.ready in the shared
+// directory), and starts the destination QEMU, waiting for the migration,
+// against dstDaemon on the same shared directory.
+func startMigrationPair(t *testing.T, a *Assets, srcDaemon, dstDaemon Daemon, script string) (src, dst *Machine) {
+	t.Helper()
+	srcRun := NewRun(t, a, "")
+	opts := BootOptions{Run: srcRun, Daemon: srcDaemon, Commands: []string{script}, MemMiB: 512,
+		QMPSocket: srcRun.Path("qmp.sock"), Timeout: 8 * time.Minute}
+	src, err := Start(t, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(srcRun.SharedDir, ".ready")
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) || src.proc.Exited() {
+			t.Fatalf("the source guest never got ready; console:\n%s\ndaemon log:\n%s", src.Console(), src.Daemon.Log())
+		}
+	}
+	os.Remove(ready)
+	dstRun := NewRun(t, a, srcRun.SharedDir)
+	opts.Run, opts.Daemon, opts.QMPSocket, opts.Incoming = dstRun, dstDaemon, dstRun.Path("qmp.sock"), true
+	dst, err = Start(t, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, dst
+}
+
+// checkMigrationScript asserts that migrationScript passed every check on
+// the destination.
+func checkMigrationScript(t *testing.T, res *Result) {
+	t.Helper()
+	oks := 0
+	for _, line := range strings.Split(res.Console, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "MIGRATE-MISMATCH"):
+			t.Error(line)
+		case strings.HasPrefix(line, "MIGRATE-OK"):
+			oks++
+		case strings.HasPrefix(line, "MIGRATE-LINES"):
+			t.Log(line)
+		}
+	}
+	if oks != 13 || res.Commands[0].ExitCode != 0 {
+		t.Errorf("%d checks passed, want 13; guest script exit status %d", oks, res.Commands[0].ExitCode)
+		res.LogDetails(t)
+	}
+}
