@@ -75,7 +75,7 @@ func TestGuestMigration(t *testing.T) {
 			src, dst := startMigrationPair(t, a, Ferryfs{Binary: bin, Flags: flags}, Ferryfs{Binary: bin, Flags: flags}, migrationScript)
 			stats, err := dst.MigrateFrom(src)
 			if err != nil {
-				t.Fatalf("migration: %v\nsource daemon log:\n%s\ndestination daemon log:\n%s", err, src.Daemon.Log(), dst.Daemon.Log())
+				t.Fatalf("migration: %v\nsource daemon log:\n%s\ndestination daemon log:\n%s\ndestination QEMU:\n%s", err, src.Daemon.Log(), dst.Daemon.Log(), dst.proc.Log())
 			}
 			t.Logf("migration: total %s, downtime %s", stats.TotalTime, stats.Downtime)
 			if err := os.WriteFile(filepath.Join(src.Run.SharedDir, ".migrated"), []byte("from-host\n"), 0o644); err != nil {
@@ -123,7 +123,9 @@ func startMigrationPair(t *testing.T, a *Assets, srcDaemon, dstDaemon Daemon, sc
 	}
 	os.Remove(ready)
 	dstRun := NewRun(t, a, srcRun.SharedDir)
-	opts.Run, opts.Daemon, opts.QMPSocket, opts.Incoming = dstRun, dstDaemon, dstRun.Path("qmp.sock"), true
+	// Another name than the source's: QEMU runs in a chroot where both
+	// are /e2e/NAME, and waiting for the socket goes by that path.
+	opts.Run, opts.Daemon, opts.QMPSocket, opts.Incoming = dstRun, dstDaemon, dstRun.Path("qmp-destination.sock"), true
 	dst, err = Start(t, opts)
 	if err != nil {
 		t.Fatal(err)

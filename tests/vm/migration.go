@@ -45,6 +45,16 @@ func (m *Machine) MigrateFrom(src *Machine) (MigrationStats, error) {
 	uri := fmt.Sprintf("tcp:127.0.0.1:%d", port)
 	ctx, cancel := context.WithTimeout(context.Background(), migrationTimeout)
 	defer cancel()
+	// With a return path the destination tells the source whether it
+	// loaded the state: a destination that fails (its back-end refusing
+	// the device state) fails the migration on the source, whose guest
+	// then runs on, instead of a "completed" migration to nowhere.
+	caps := map[string]any{"capabilities": []map[string]any{{"capability": "return-path", "state": true}}}
+	for _, q := range []*QMP{qd, qs} {
+		if _, err := q.Execute(ctx, "migrate-set-capabilities", caps); err != nil {
+			return stats, err
+		}
+	}
 	if _, err := qd.Execute(ctx, "migrate-incoming", map[string]any{"uri": uri}); err != nil {
 		return stats, err
 	}
