@@ -24,6 +24,9 @@ type Handle struct {
 	// streams seek and read under it.
 	Mu sync.Mutex
 
+	// lost is set on a handle a migration could not re-open (see
+	// RestoredHandle.Lost): FD is -1 and GetHandle answers with lost.
+	lost unix.Errno
 	refs atomic.Int64
 }
 
@@ -55,18 +58,26 @@ func (s *Store) AddHandle(i *Inode, fd int, flags int, guestFlags uint32) uint64
 }
 
 // GetHandle returns handle id, which must belong to node, with a reference
-// the caller gives back with PutHandle. Anything else gives EBADF.
+// the caller gives back with PutHandle. Anything else gives EBADF; a lost
+// handle gives its errno.
 func (s *Store) GetHandle(id uint64, node fuseproto.NodeID) (*Handle, error) {
 	s.handlesMu.RLock()
 	h, ok := s.handles[id]
-	if ok && h.Inode.ID == node {
-		h.refs.Add(1)
-	} else {
+	var lost unix.Errno
+	switch {
+	case !ok || h.Inode.ID != node:
 		ok = false
+	case h.lost != 0:
+		lost = h.lost
+	default:
+		h.refs.Add(1)
 	}
 	s.handlesMu.RUnlock()
-	if !ok {
+	switch {
+	case !ok:
 		return nil, unix.EBADF
+	case lost != 0:
+		return nil, lost
 	}
 	return h, nil
 }
@@ -74,8 +85,10 @@ func (s *Store) GetHandle(id uint64, node fuseproto.NodeID) (*Handle, error) {
 // PutHandle gives back a reference from GetHandle.
 func (s *Store) PutHandle(h *Handle) {
 	if h.refs.Add(-1) == 0 {
-		unix.Close(h.FD)
-		s.opts.Budget.Release()
+		if h.lost == 0 { // a lost handle has neither descriptor nor budget
+			unix.Close(h.FD)
+			s.opts.Budget.Release()
+		}
 		s.Put(h.Inode)
 	}
 }

@@ -74,12 +74,20 @@ type Inode struct {
 	// fdCache.mu.
 	cacheElem *list.Element
 
+	// lost is set on an inode a migration could not find again (see
+	// RestoredInode.Lost): it has no host reference, is not in the
+	// identity maps, and every use of its host object fails with lost.
+	lost unix.Errno
+
 	// lookups is the kernel's lookup count. Protected by Store.mu.
 	lookups uint64
 	// refs counts the store's own reference (while lookups > 0) plus one per
 	// Get that has not been Put yet. The host reference is closed at zero.
 	refs atomic.Int64
 }
+
+// Lost returns the errno a lost inode answers with, 0 for a usable one.
+func (i *Inode) Lost() unix.Errno { return i.lost }
 
 // IsDir reports whether the inode is a directory.
 func (i *Inode) IsDir() bool { return i.Mode&unix.S_IFMT == unix.S_IFDIR }

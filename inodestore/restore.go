@@ -9,22 +9,37 @@ import (
 )
 
 // RestoredInode is an inode of a migration source, found again on this
-// host.
+// host, or lost.
 type RestoredInode struct {
 	ID      fuseproto.NodeID
 	Lookups uint64
 	// FD is an O_PATH descriptor of the object; Restore takes it over.
+	// It is -1 for a lost inode.
 	FD int
+	// Lost, when not 0, marks an inode that could not be found again
+	// (--migration-on-error=guest-error). It keeps its node id and lookup
+	// count, so the guest's FORGETs still balance, but refers to no host
+	// object: every operation that needs one fails with Lost. It is not
+	// found by identity, so a new lookup of the same name makes a new,
+	// working inode.
+	Lost unix.Errno
+	// Mode is the S_IFMT bits the source knew, for a lost inode: there is
+	// no object to ask. Ignored otherwise.
+	Mode uint32
 }
 
 // RestoredHandle is an open handle of a migration source, opened again on
-// this host after ReserveFD, as for AddHandle.
+// this host after ReserveFD, as for AddHandle, or lost.
 type RestoredHandle struct {
 	ID         uint64
 	Node       fuseproto.NodeID
-	FD         int // Restore takes it over
+	FD         int // Restore takes it over; -1 when lost
 	Flags      int
 	GuestFlags uint32
+	// Lost, when not 0, marks a handle that could not be re-opened, for
+	// which no descriptor was reserved: using it fails with Lost,
+	// releasing it works. A handle on a lost inode must be lost.
+	Lost unix.Errno
 }
 
 // Restore fills a store that knows only its root with the inodes and
@@ -32,7 +47,8 @@ type RestoredHandle struct {
 // id counters from nextNode and nextHandle so that no id the guest may
 // still hold is given out again. An inode with the root's id sets the
 // root's lookup count. Restore takes over every descriptor, even on error;
-// on error the store is left as it was.
+// on error the store is left as it was. Lost inodes and handles (see
+// RestoredInode.Lost) are installed under their ids too.
 //
 // Two ids may name one host object (a file the source knew through two
 // hard links it had not yet linked together); both stay usable, and a
@@ -51,14 +67,19 @@ func (s *Store) Restore(inodes []RestoredInode, handles []RestoredHandle, nextNo
 			}
 		}
 		for _, h := range handles {
-			unix.Close(h.FD)
-			s.opts.Budget.Release() // reserved by the caller, as for AddHandle
+			if h.Lost == 0 {
+				unix.Close(h.FD)
+				s.opts.Budget.Release() // reserved by the caller, as for AddHandle
+			}
 		}
 		return err
 	}
 	byID := make(map[fuseproto.NodeID]*Inode, len(inodes))
 	for k, in := range inodes {
 		if in.ID == fuseproto.RootID {
+			if in.Lost != 0 {
+				return fail(fmt.Errorf("the root cannot be lost: it is this store's own"))
+			}
 			rootLookups = in.Lookups
 			if in.FD >= 0 {
 				unix.Close(in.FD)
@@ -69,7 +90,16 @@ func (s *Store) Restore(inodes []RestoredInode, handles []RestoredHandle, nextNo
 		if in.ID == 0 || in.ID >= nextNode || byID[in.ID] != nil {
 			return fail(fmt.Errorf("inode id %d duplicated or outside 2..%d", in.ID, nextNode-1))
 		}
-		i, err := s.restoredInode(in)
+		var i *Inode
+		var err error
+		if in.Lost != 0 {
+			i = lostInode(in)
+			if in.FD >= 0 {
+				unix.Close(in.FD)
+			}
+		} else {
+			i, err = s.restoredInode(in)
+		}
 		inodes[k].FD = -1 // taken over by i, or closed
 		if err != nil {
 			return fail(fmt.Errorf("inode %d: %w", in.ID, err))
@@ -80,6 +110,9 @@ func (s *Store) Restore(inodes []RestoredInode, handles []RestoredHandle, nextNo
 	for _, h := range handles {
 		if h.Node != fuseproto.RootID && byID[h.Node] == nil {
 			return fail(fmt.Errorf("handle %d: node %d was not restored", h.ID, h.Node))
+		}
+		if h.Lost == 0 && h.Node != fuseproto.RootID && byID[h.Node].lost != 0 {
+			return fail(fmt.Errorf("handle %d is open on lost node %d: it must be lost too", h.ID, h.Node))
 		}
 		if h.ID == 0 || h.ID >= nextHandle {
 			return fail(fmt.Errorf("handle id %d outside 1..%d", h.ID, nextHandle-1))
@@ -93,6 +126,11 @@ func (s *Store) Restore(inodes []RestoredInode, handles []RestoredHandle, nextNo
 	}
 	for _, i := range built {
 		s.nodes[i.ID] = i
+		if i.lost != 0 {
+			// Not findable by identity: it has none, and a new lookup
+			// of its name must reach the object there now.
+			continue
+		}
 		if i.Handle != nil {
 			if s.byHandle[i.handleKey] == nil {
 				s.byHandle[i.handleKey] = i
@@ -114,13 +152,24 @@ func (s *Store) Restore(inodes []RestoredInode, handles []RestoredHandle, nextNo
 			i = s.root
 		}
 		i.refs.Add(1)
-		h := &Handle{ID: rh.ID, Inode: i, FD: rh.FD, Flags: rh.Flags, GuestFlags: rh.GuestFlags}
+		h := &Handle{ID: rh.ID, Inode: i, FD: rh.FD, Flags: rh.Flags, GuestFlags: rh.GuestFlags, lost: rh.Lost}
+		if h.lost != 0 {
+			h.FD = -1
+		}
 		h.refs.Store(1)
 		s.handles[h.ID] = h
 	}
 	s.nextHandle = max(s.nextHandle, nextHandle-1)
 	s.handlesMu.Unlock()
 	return nil
+}
+
+// lostInode builds the inode for in, which was not found again: no host
+// reference, so releasing it closes nothing.
+func lostInode(in RestoredInode) *Inode {
+	i := &Inode{ID: in.ID, Mode: in.Mode & unix.S_IFMT, fd: -1, cachedFD: -1, lookups: in.Lookups, lost: in.Lost}
+	i.refs.Store(1) // the table's
+	return i
 }
 
 // restoredInode builds the inode for in, as Insert would for a lookup.

@@ -390,8 +390,11 @@ func (p PathFD) Close() {
 
 // PathFD returns an O_PATH descriptor of i: its own descriptor, its cached
 // one, or one opened from its file handle (and offered to the cache).
-// ESTALE means the object is gone.
+// ESTALE means the object is gone; a lost inode gives its errno.
 func (s *Store) PathFD(i *Inode) (PathFD, error) {
+	if i.lost != 0 {
+		return PathFD{FD: -1}, i.lost
+	}
 	if i.fd >= 0 {
 		return PathFD{FD: i.fd}, nil
 	}
@@ -416,8 +419,11 @@ func (s *Store) PathFD(i *Inode) (PathFD, error) {
 // owns. Only regular files and directories are opened: opening a device
 // node or a FIFO would reach a host device or block the daemon, so those get
 // EBADF, as in virtiofsd (a well-behaved kernel never asks: it serves special
-// files itself).
+// files itself). A lost inode gives its errno.
 func (s *Store) Open(i *Inode, flags int) (int, error) {
+	if i.lost != 0 {
+		return -1, i.lost
+	}
 	if !i.IsRegular() && !i.IsDir() {
 		return -1, unix.EBADF
 	}

@@ -465,3 +465,98 @@ func BenchmarkLookupNew(b *testing.B) {
 		})
 	}
 }
+
+// TestRestoreLost: a lost inode and a lost handle keep their ids and
+// answer with their errno, are forgotten and released without touching a
+// descriptor or the budget, and do not stand in the way of a new lookup of
+// the object; a handle that is not lost cannot be open on a lost inode.
+func TestRestoreLost(t *testing.T) {
+	for _, mode := range allModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			budget := NewFDBudget(10)
+			s, dir := newStore(t, mode, budget)
+			writeFile(t, filepath.Join(dir, "f"))
+			openF := func() int {
+				fd, err := unix.Open(filepath.Join(dir, "f"), unix.O_PATH|unix.O_CLOEXEC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return fd
+			}
+
+			// Refused: a working handle on a lost inode. Nothing changes.
+			if err := s.ReserveFD(); err != nil {
+				t.Fatal(err)
+			}
+			err := s.Restore([]RestoredInode{{ID: 3, Lookups: 1, FD: -1, Lost: unix.ESTALE, Mode: unix.S_IFREG}},
+				[]RestoredHandle{{ID: 1, Node: 3, FD: openF()}}, 10, 5)
+			if err == nil {
+				t.Fatal("a working handle on a lost inode was accepted")
+			}
+			if s.Len() != 1 || s.HandleCount() != 0 || budget.Used() != 0 {
+				t.Fatalf("a refused restore left %d inodes, %d handles, %d fds", s.Len(), s.HandleCount(), budget.Used())
+			}
+
+			if err := s.ReserveFD(); err != nil {
+				t.Fatal(err)
+			}
+			hfd, err := unix.Open(filepath.Join(dir, "f"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Restore([]RestoredInode{
+				{ID: 2, Lookups: 1, FD: openF()},
+				{ID: 3, Lookups: 2, FD: -1, Lost: unix.ESTALE, Mode: unix.S_IFDIR},
+			}, []RestoredHandle{
+				{ID: 1, Node: 2, FD: hfd},
+				{ID: 2, Node: 3, FD: -1, Lost: unix.ESTALE},
+				{ID: 3, Node: 2, FD: -1, Lost: unix.EACCES},
+			}, 10, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lost, err := s.Get(3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.PathFD(lost); !errors.Is(err, unix.ESTALE) {
+				t.Errorf("PathFD of a lost inode: %v", err)
+			}
+			if _, err := s.Open(lost, unix.O_RDONLY); !errors.Is(err, unix.ESTALE) {
+				t.Errorf("Open of a lost inode: %v", err)
+			}
+			if !lost.IsDir() || lost.Lost() != unix.ESTALE {
+				t.Errorf("lost inode: dir %v, lost %v", lost.IsDir(), lost.Lost())
+			}
+			s.Put(lost)
+			if _, err := s.GetHandle(2, 3); !errors.Is(err, unix.ESTALE) {
+				t.Errorf("GetHandle of a lost handle: %v", err)
+			}
+			if _, err := s.GetHandle(3, 2); !errors.Is(err, unix.EACCES) {
+				t.Errorf("GetHandle of a handle lost to EACCES: %v", err)
+			}
+			h, err := s.GetHandle(1, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.PutHandle(h)
+			for _, id := range []uint64{2, 3} {
+				if err := s.RemoveHandle(id, map[uint64]fuseproto.NodeID{2: 3, 3: 2}[id]); err != nil {
+					t.Errorf("release of lost handle %d: %v", id, err)
+				}
+			}
+			// The object the lost inode stood for is found as itself.
+			if i := mustLookup(t, s, s.Root(), "f"); i.ID != 2 {
+				t.Errorf("lookup of f gave node %d, want 2", i.ID)
+			}
+			s.Forget(3, 2)
+			if _, ok := s.Lookups(3); ok {
+				t.Error("a forgotten lost inode is still known")
+			}
+			s.Reset()
+			if s.Len() != 1 || s.HandleCount() != 0 || budget.Used() != 0 {
+				t.Fatalf("after Reset: %d inodes, %d handles, %d fds", s.Len(), s.HandleCount(), budget.Used())
+			}
+		})
+	}
+}

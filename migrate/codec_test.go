@@ -80,6 +80,29 @@ func TestFileHandleState(t *testing.T) {
 	}
 }
 
+// TestFindPathsWithHandles: a find-paths state may carry file handles
+// (--migration-verify-handles) besides its paths.
+func TestFindPathsWithHandles(t *testing.T) {
+	s := sample()
+	for k := range s.Inodes[1:] {
+		s.Inodes[k+1].Handle = &FileHandle{MountID: 30, Type: 1, Bytes: []byte{1, 2, 3, byte(k)}}
+	}
+	b, err := Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Unmarshal(b)
+	if err != nil {
+		t.Fatalf("Unmarshal: %v", err)
+	}
+	if p, ok := got.Path(3); !ok || p != "a/b" || got.Inodes[2].Handle == nil || got.Inodes[2].Handle.Bytes[3] != 1 {
+		t.Fatalf("inode 3: path %q %v, handle %+v", p, ok, got.Inodes[2].Handle)
+	}
+	if d := Describe(&got.Inodes[2], got.Paths()); d != "/a/b" {
+		t.Errorf("described as %q, want its path", d)
+	}
+}
+
 func TestUnmarshalRefuses(t *testing.T) {
 	good, _ := Marshal(sample())
 	tests := []struct {
@@ -121,6 +144,7 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"old session", mutate(func(s *State) { s.Session.Minor = 12 }), "FUSE session 7.12"},
 		{"no lookups", mutate(func(s *State) { s.Inodes[3].Lookups = 0 }), "has no lookups"},
 		{"handle mode without handle", mutate(func(s *State) { s.Mode = FileHandles }), "no valid file handle"},
+		{"empty handle to verify a path by", mutate(func(s *State) { s.Inodes[2].Handle = &FileHandle{Type: 1} }), "invalid file handle to verify its path by"},
 	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,8 @@
 package migrate
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -55,33 +57,59 @@ func Verify(s *State, rootFD int) []Missing {
 		}
 		var st unix.Stat_t
 		err = unix.Fstat(fd, &st)
+		switch {
+		case err != nil:
+		case st.Mode&unix.S_IFMT != i.Type:
+			err = fmt.Errorf("found a %s, the guest knows a %s", TypeName(st.Mode&unix.S_IFMT), TypeName(i.Type))
+		case s.Mode == FindPaths && i.Handle != nil:
+			err = CheckHandle(fd, i.Handle)
+		}
 		unix.Close(fd)
 		if err != nil {
 			missing = append(missing, Missing{ID: i.ID, Where: where, Err: err})
-		} else if st.Mode&unix.S_IFMT != i.Type {
-			missing = append(missing, Missing{ID: i.ID, Where: where,
-				Err: fmt.Errorf("found a %s, the guest knows a %s", TypeName(st.Mode&unix.S_IFMT), TypeName(i.Type))})
 		}
 	}
 	return missing // in id order, as s.Inodes
 }
 
+// ErrOtherObject is CheckHandle's verdict on an object that is not the
+// source's: a path that now leads to another object (a file replaced by a
+// new one of the same name) would otherwise go unnoticed.
+var ErrOtherObject = errors.New("the path leads to a different object than the source's (file handles differ)")
+
+// CheckHandle checks that the object open at fd (any kind of descriptor)
+// has file handle h, for find-paths states that carry handles
+// (--migration-verify-handles). Only the type and bytes are compared: the
+// mount id is the source's and means nothing on another host. A mismatch
+// is ErrOtherObject; a handle that cannot be made is another error.
+func CheckHandle(fd int, h *FileHandle) error {
+	got, _, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
+	if err != nil {
+		return fmt.Errorf("cannot verify the file handle: name_to_handle_at: %w", err)
+	}
+	if got.Type() != h.Type || !bytes.Equal(got.Bytes(), h.Bytes) {
+		return ErrOtherObject
+	}
+	return nil
+}
+
 // Describe names how inode i is found: its path (from paths, as
 // State.Paths gives them) or its file handle.
 func Describe(i *Inode, paths map[uint64]string) string {
+	// A path, when there is one, says more to a reader than a handle: a
+	// find-paths inode may carry both (--migration-verify-handles).
+	p, ok := paths[i.ID]
 	switch {
 	case i.ID == RootID:
 		return "/"
+	case ok:
+		return "/" + p
+	case i.Name != "":
+		return fmt.Sprintf("parent %d name %q", i.Parent, i.Name)
 	case i.Handle != nil:
 		return fmt.Sprintf("handle mount=%d type=%d %x", i.Handle.MountID, i.Handle.Type, i.Handle.Bytes)
 	}
-	if p, ok := paths[i.ID]; ok {
-		return "/" + p
-	}
-	if i.Name == "" {
-		return "no location"
-	}
-	return fmt.Sprintf("parent %d name %q", i.Parent, i.Name)
+	return "no location"
 }
 
 // OpenPath opens path, relative to the directory open at rootFD, as an
@@ -107,7 +135,7 @@ func OpenPath(rootFD int, path string) (int, error) {
 // OpenHandle opens a file handle through the mount of mountFD (not an
 // O_PATH descriptor) as an O_PATH descriptor. It needs CAP_DAC_READ_SEARCH.
 func OpenHandle(mountFD int, h *FileHandle) (int, error) {
-	if h == nil || len(h.Bytes) == 0 || len(h.Bytes) > maxHandleBytes {
+	if !validHandle(h) {
 		return -1, fmt.Errorf("no valid file handle")
 	}
 	for {

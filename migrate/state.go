@@ -148,7 +148,9 @@ type Inode struct {
 	// root has neither.
 	Parent uint64 `msgpack:"parent,omitempty"`
 	Name   string `msgpack:"name,omitempty"`
-	// Handle locates the object in file-handles mode.
+	// Handle locates the object in file-handles mode. In find-paths mode
+	// it is optional (--migration-verify-handles): the destination then
+	// checks that the path led it to this very object.
 	Handle *FileHandle `msgpack:"handle,omitempty"`
 	// Unlinked marks an object that had no name left in the shared
 	// directory; Name then is its name in the hidden directory that keeps
@@ -244,11 +246,14 @@ func (s *State) Validate() error {
 			if !validRelPath(i.Name) {
 				bad("inode %d: name %q is not a relative path of valid components", i.ID, i.Name)
 			}
+			if i.Handle != nil && !validHandle(i.Handle) {
+				bad("inode %d: invalid file handle to verify its path by", i.ID)
+			}
 		case FileHandles:
 			if i.ID == RootID {
 				continue
 			}
-			if i.Handle == nil || len(i.Handle.Bytes) == 0 || len(i.Handle.Bytes) > maxHandleBytes {
+			if !validHandle(i.Handle) {
 				bad("inode %d: no valid file handle", i.ID)
 			}
 		}
@@ -298,6 +303,12 @@ func (s *State) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validHandle reports whether h is a file handle open_by_handle_at could
+// take.
+func validHandle(h *FileHandle) bool {
+	return h != nil && len(h.Bytes) > 0 && len(h.Bytes) <= maxHandleBytes
 }
 
 // validName reports whether name is one path component.

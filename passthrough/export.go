@@ -1,6 +1,7 @@
 package passthrough
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strconv"
@@ -42,11 +43,13 @@ type ExportOptions struct {
 	Mode migrate.Mode
 	// VerifyHandles attaches each inode's file handle in find-paths mode
 	// too, so the destination can check that a path led it to the very
-	// same object (--migration-verify-handles).
+	// same object (--migration-verify-handles). An inode without a file
+	// handle is marked invalid: its path could not be verified.
 	VerifyHandles bool
-	// ConfirmPaths re-resolves every path before it is sent and marks an
-	// inode whose path leads elsewhere as invalid
-	// (--migration-confirm-paths).
+	// ConfirmPaths re-resolves every path beneath the shared directory
+	// before it is sent and marks an inode whose path leads elsewhere, or
+	// nowhere, as invalid (--migration-confirm-paths). Find-paths mode
+	// only.
 	ConfirmPaths bool
 }
 
@@ -60,7 +63,10 @@ type ExportOptions struct {
 // inode is sent as its nearest known ancestor plus the rest of the path
 // (usually its parent and its name). An object unlinked on the host or
 // moved out of the shared directory cannot be described by path and is
-// marked invalid, with the reason.
+// marked invalid, with the reason; so is one whose path does not lead back
+// to it, with opts.ConfirmPaths. With opts.VerifyHandles each inode also
+// carries its file handle, for the destination to check what the path led
+// it to. An inode lost by an earlier migration is marked invalid.
 func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.State, error) {
 	mode := opts.Mode
 	snap := fs.store.Snapshot()
@@ -78,22 +84,37 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 	for _, h := range snap.Handles {
 		st.Handles = append(st.Handles, migrate.Handle{ID: h.ID, Node: uint64(h.Node), Flags: int32(h.Flags), GuestFlags: h.GuestFlags})
 	}
-	var rootPath string
+	var root exportRoot
 	if mode == migrate.FindPaths {
-		p, err := fs.linkOf(fs.store.Root())
+		pfd, err := fs.store.PathFD(fs.store.Root())
+		if err != nil {
+			return nil, fmt.Errorf("shared directory: %w", err)
+		}
+		defer pfd.Close()
+		p, err := fs.readLink(pfd.FD)
 		if err != nil {
 			return nil, fmt.Errorf("path of the shared directory: %w", err)
 		}
-		rootPath = p
+		root = exportRoot{path: p, fd: pfd.FD}
 	}
 	// rel[id] is the inode's path relative to the shared directory;
 	// dirs maps a directory's relative path to its node id.
 	rel := make(map[fuseproto.NodeID]string, len(snap.Inodes))
 	dirs := make(map[string]uint64)
+	// search maps the identity of objects pathOf could not name to their
+	// indexes in st.Inodes.
+	search := make(map[inodestore.Key][]int)
 	for _, e := range snap.Inodes {
 		i := e.Inode
 		mi := migrate.Inode{ID: uint64(i.ID), Lookups: e.Lookups, Type: i.Mode}
 		if i.ID == fuseproto.RootID {
+			st.Inodes = append(st.Inodes, mi)
+			continue
+		}
+		if e := i.Lost(); e != 0 {
+			// Lost by an earlier migration: there is nothing to
+			// describe, and the next destination loses it too.
+			mi.Invalid = fmt.Sprintf("lost in an earlier migration: %v", e)
 			st.Inodes = append(st.Inodes, mi)
 			continue
 		}
@@ -106,17 +127,27 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 				mi.Handle = &migrate.FileHandle{MountID: h.MountID, Type: h.Type, Bytes: h.Bytes}
 			}
 		case migrate.FindPaths:
-			p, err := fs.relPath(i, rootPath)
+			p, h, err := fs.pathOf(i, root, opts)
+			var sn *searchNeeded
+			if errors.As(err, &sn) {
+				search[sn.key] = append(search[sn.key], len(st.Inodes))
+			}
 			if err != nil {
 				mi.Invalid = err.Error()
-			} else {
-				rel[i.ID] = p
-				if i.IsDir() {
-					dirs[p] = uint64(i.ID)
-				}
+				break
+			}
+			rel[i.ID] = p
+			if i.IsDir() {
+				dirs[p] = uint64(i.ID)
+			}
+			if h != nil {
+				mi.Handle = &migrate.FileHandle{MountID: h.MountID, Type: h.Type, Bytes: h.Bytes}
 			}
 		}
 		st.Inodes = append(st.Inodes, mi)
+	}
+	if len(search) > 0 {
+		fs.resolveBySearch(st, search, root, rel, opts)
 	}
 	if mode == migrate.FindPaths {
 		for k := range st.Inodes {
@@ -139,15 +170,39 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 	return st, nil
 }
 
-// linkOf reads the /proc/self/fd link of i's descriptor: the path of the
-// object as the kernel knows it now.
-func (fs *FS) linkOf(i *inodestore.Inode) (string, error) {
-	pfd, err := fs.store.PathFD(i)
-	if err != nil {
-		return "", err
+// resolveBySearch walks the shared directory once for every object in
+// search and gives each found one its path (rel) instead of its Invalid
+// reason. Hard links are files, so none of them is a directory others
+// hang below.
+func (fs *FS) resolveBySearch(st *migrate.State, search map[inodestore.Key][]int, root exportRoot, rel map[fuseproto.NodeID]string, opts ExportOptions) {
+	want := make(map[inodestore.Key]bool, len(search))
+	for k := range search {
+		want[k] = true
 	}
-	defer pfd.Close()
-	return fs.readLink(pfd.FD)
+	found := fs.searchPaths(root.fd, want)
+	for k, idx := range search {
+		p, ok := found[k]
+		if !ok {
+			continue
+		}
+		for _, x := range idx {
+			mi := &st.Inodes[x]
+			if opts.VerifyHandles {
+				fd, err := openBeneath(root.fd, p, unix.O_PATH, 0)
+				if err != nil {
+					continue
+				}
+				h, err := inodestore.NameToHandle(fd)
+				unix.Close(fd)
+				if err != nil {
+					continue
+				}
+				mi.Handle = &migrate.FileHandle{MountID: h.MountID, Type: h.Type, Bytes: h.Bytes}
+			}
+			mi.Invalid = ""
+			rel[fuseproto.NodeID(mi.ID)] = p
+		}
+	}
 }
 
 func (fs *FS) readLink(fd int) (string, error) {
@@ -162,29 +217,98 @@ func (fs *FS) readLink(fd int) (string, error) {
 	return string(buf[:n]), nil
 }
 
-// relPath is i's path relative to the shared directory at rootPath.
-func (fs *FS) relPath(i *inodestore.Inode, rootPath string) (string, error) {
+// exportRoot is the shared directory as find-paths export needs it: its
+// path as the kernel shows it in /proc/self/fd links, and a descriptor to
+// resolve paths beneath.
+type exportRoot struct {
+	path string
+	fd   int
+}
+
+// pathOf describes i in find-paths mode: its path relative to the shared
+// directory, confirmed if opts.ConfirmPaths, and its file handle if
+// opts.VerifyHandles (nil otherwise). All of it comes from the one
+// descriptor of i, so it describes one object.
+func (fs *FS) pathOf(i *inodestore.Inode, root exportRoot, opts ExportOptions) (string, *inodestore.FileHandle, error) {
 	pfd, err := fs.store.PathFD(i)
 	if err != nil {
-		return "", fmt.Errorf("gone from the host: %w", err)
+		return "", nil, fmt.Errorf("gone from the host: %w", err)
 	}
 	defer pfd.Close()
 	var stx unix.Statx_t
 	if err := statxFD(pfd.FD, &stx); err != nil {
-		return "", fmt.Errorf("statx: %w", err)
+		return "", nil, fmt.Errorf("statx: %w", err)
 	}
 	if stx.Nlink == 0 {
-		return "", fmt.Errorf("unlinked on the host: it has no path")
+		return "", nil, fmt.Errorf("unlinked on the host: it has no path")
 	}
 	link, err := fs.readLink(pfd.FD)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	p, ok := strings.CutPrefix(link, rootPath+"/")
+	p, ok := strings.CutPrefix(link, root.path+"/")
 	if !ok || p == "" {
-		return "", fmt.Errorf("outside the shared directory (now %s)", link)
+		// Moved out of the shared directory; another hard link may
+		// remain inside.
+		return "", nil, &searchNeeded{key: inodestore.KeyOf(&stx), why: fmt.Sprintf("outside the shared directory (now %s)", link)}
 	}
-	return p, nil
+	if strings.HasSuffix(p, deletedSuffix) && confirmPath(root.fd, p, &stx) != nil {
+		// The name it was found by is gone but it has other links
+		// (nlink > 0): the kernel shows the old name marked deleted.
+		return "", nil, &searchNeeded{key: inodestore.KeyOf(&stx), why: "its name was removed on the host"}
+	}
+	if opts.ConfirmPaths {
+		if err := confirmPath(root.fd, p, &stx); err != nil {
+			return "", nil, err
+		}
+	}
+	var h *inodestore.FileHandle
+	if opts.VerifyHandles {
+		if h = i.Handle; h == nil {
+			if h, err = inodestore.NameToHandle(pfd.FD); err != nil {
+				return "", nil, fmt.Errorf("no file handle to verify its path by: %w", err)
+			}
+		}
+	}
+	return p, h, nil
+}
+
+// deletedSuffix is how a /proc/self/fd link marks a name that was
+// removed.
+const deletedSuffix = " (deleted)"
+
+// searchNeeded is pathOf's answer for an object that still has a name in
+// the shared directory, but not the one its descriptor shows: ExportState
+// finds one by walking the directory (virtiofsd's fallback too).
+type searchNeeded struct {
+	key inodestore.Key
+	why string
+}
+
+func (e *searchNeeded) Error() string { return e.why + ", and no other name leads to it" }
+
+// confirmPath checks that p, resolved beneath the shared directory open at
+// rootFD as a destination resolves it, leads to the object want describes.
+// A /proc/self/fd link is only the kernel's best account of a path: a name
+// replaced on the host reads as "name (deleted)" while the object lives on
+// through another link, a path may run through a mount that hides what the
+// object was found under, and a rename may land between reading the link
+// and now. Sending such a path would give the guest another object.
+func confirmPath(rootFD int, p string, want *unix.Statx_t) error {
+	fd, err := openBeneath(rootFD, p, unix.O_PATH, 0)
+	if err != nil {
+		return fmt.Errorf("path %q does not lead back to it: %w", p, err)
+	}
+	defer unix.Close(fd)
+	var got unix.Statx_t
+	if err := statxFD(fd, &got); err != nil {
+		return fmt.Errorf("path %q: statx: %w", p, err)
+	}
+	if got.Dev_major != want.Dev_major || got.Dev_minor != want.Dev_minor || got.Ino != want.Ino {
+		return fmt.Errorf("path %q leads to another object (inode %d on %d:%d, not %d on %d:%d)",
+			p, got.Ino, got.Dev_major, got.Dev_minor, want.Ino, want.Dev_major, want.Dev_minor)
+	}
+	return nil
 }
 
 // handleOf is i's file handle: the one it is referenced by, or one made

@@ -114,3 +114,88 @@ func TestExportState(t *testing.T) {
 		})
 	}
 }
+
+// TestExportConfirmPaths: with --migration-confirm-paths a path that no
+// longer leads back to its inode is not sent; the inode is marked invalid
+// with the reason. The /proc link of a file replaced at its name while it
+// lives on through another link reads "f (deleted)"; a directory hidden by
+// a mount keeps its path while the path leads into the mount.
+func TestExportConfirmPaths(t *testing.T) {
+	tests := []struct {
+		name string
+		// change alters the host after the guest looked up the inode
+		// named probe; it reports false to skip.
+		change func(t *testing.T, dir string) bool
+		probe  string
+		want   string // in the probe's Invalid
+		// wantName, if set, is the probe's name: the search fallback
+		// found the link that remains.
+		wantName string
+	}{
+		{"unchanged", func(t *testing.T, dir string) bool { return true }, "f", "", "f"},
+		{"replaced, the kernel's name leads to another object", func(t *testing.T, dir string) bool {
+			replaceKeepingLink(t, dir)
+			writeHostFile(t, filepath.Join(dir, "f (deleted)"), "a file of that very name")
+			return true
+		}, "f", "", "h"},
+		{"replaced, the kernel's name leads nowhere", func(t *testing.T, dir string) bool {
+			replaceKeepingLink(t, dir)
+			return true
+		}, "f", "", "h"},
+		{"hidden by a mount", func(t *testing.T, dir string) bool {
+			d := filepath.Join(dir, "d")
+			if err := unix.Mount("tmpfs", d, "tmpfs", 0, ""); err != nil {
+				t.Logf("cannot mount (%v)", err)
+				return false
+			}
+			t.Cleanup(func() { unix.Unmount(d, unix.MNT_DETACH) })
+			writeHostFile(t, filepath.Join(d, "x"), "another x")
+			return true
+		}, "d/x", "leads to another object", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			forEachMode(t, Options{}, func(t *testing.T, fs *FS, dir string) {
+				writeHostFile(t, filepath.Join(dir, "f"), "f")
+				os.Mkdir(filepath.Join(dir, "d"), 0o755)
+				writeHostFile(t, filepath.Join(dir, "d/x"), "x")
+				writeHostFile(t, filepath.Join(dir, "other"), "other")
+				ids := map[string]fuseproto.NodeID{"f": mustLookup(t, fs, fuseproto.RootID, "f"), "other": mustLookup(t, fs, fuseproto.RootID, "other")}
+				ids["d"] = mustLookup(t, fs, fuseproto.RootID, "d")
+				ids["d/x"] = mustLookup(t, fs, ids["d"], "x")
+				if !tt.change(t, dir) {
+					t.Skip("cannot make the change")
+				}
+				st := exportFor(t, fs, ExportOptions{Mode: migrate.FindPaths, ConfirmPaths: true})
+				for _, i := range st.Inodes {
+					switch fuseproto.NodeID(i.ID) {
+					case ids[tt.probe]:
+						if tt.want == "" && i.Invalid != "" || !strings.Contains(i.Invalid, tt.want) {
+							t.Errorf("inode %s: invalid %q, want %q", tt.probe, i.Invalid, tt.want)
+						}
+						if tt.wantName != "" && i.Name != tt.wantName {
+							t.Errorf("inode %s: name %q, want %q", tt.probe, i.Name, tt.wantName)
+						}
+					case ids["other"]:
+						if i.Invalid != "" {
+							t.Errorf("an unchanged file is invalid: %q", i.Invalid)
+						}
+					}
+				}
+			})
+		})
+	}
+}
+
+// replaceKeepingLink replaces dir/f by a new file while the old one keeps
+// a name, dir/h: its own name is gone, the object is not.
+func replaceKeepingLink(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Link(filepath.Join(dir, "f"), filepath.Join(dir, "h")); err != nil {
+		t.Fatal(err)
+	}
+	writeHostFile(t, filepath.Join(dir, "new"), "new")
+	if err := os.Rename(filepath.Join(dir, "new"), filepath.Join(dir, "f")); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -16,157 +17,327 @@ import (
 // ImportOptions are a migration destination's settings.
 type ImportOptions struct {
 	// OnError is what happens to inodes and handles that cannot be found
-	// or re-opened (--migration-on-error).
+	// or re-opened (--migration-on-error); "" means migrate.Abort.
 	OnError migrate.OnError
+}
+
+// ImportReport is what ImportState restored.
+type ImportReport struct {
+	// Session is what INIT negotiated with the source, for the request
+	// layer (fuseproto.Server.SetSession).
+	Session fuseproto.Session
+	// LostInodes and LostHandles count the inodes and handles installed
+	// as lost (--migration-on-error=guest-error; always 0 with abort).
+	LostInodes, LostHandles int
+	// Lost says why, one error per lost inode, then per lost handle.
+	Lost []error
 }
 
 // ImportState rebuilds, in a file system that has served nothing yet, what
 // a migration source's guest knew: every inode under its node id with its
 // lookup count, every open handle re-opened with its flags, the id
-// counters, and the negotiated session, which it returns for the request
-// layer (fuseproto.Server.SetSession). The state must have passed
-// migrate.Unmarshal's validation.
+// counters, and the negotiated session, which it reports for the request
+// layer. The state must have passed migrate.Unmarshal's validation.
 //
 // Options that change what the guest sees must be the same on both sides;
-// a difference is an error before anything is applied. So is an inode that
-// cannot be found, or is found as another type of object (the
-// --migration-on-error=abort behaviour); nothing is applied then either.
-func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (fuseproto.Session, error) {
-	var sess fuseproto.Session
+// a difference is an error before anything is applied.
+//
+// An inode that cannot be found, is found as another type of object or,
+// when the source sent its file handle, as another object, or that the
+// source marked invalid, is lost; so is every inode below a lost directory,
+// every handle on a lost inode, and every handle that cannot be re-opened.
+// With migrate.Abort anything lost is an error and nothing is applied.
+// With migrate.GuestError everything else is restored and each lost inode
+// and handle is installed under its id, answering the guest with an errno:
+// ESTALE for an object gone or replaced, EACCES or EPERM as the host
+// refused, EIO when nothing better is known. The report counts them, and
+// they are logged.
+func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, error) {
+	var rep ImportReport
 	if d := st.Options.Diff(fs.MigrationOptions()); len(d) > 0 {
-		return sess, fmt.Errorf("the destination's options differ from the source's: %s", strings.Join(d, "; "))
+		return rep, fmt.Errorf("the destination's options differ from the source's: %s", strings.Join(d, "; "))
+	}
+	var guestError bool
+	switch opts.OnError {
+	case "", migrate.Abort:
+	case migrate.GuestError:
+		guestError = true
+	default:
+		return rep, fmt.Errorf("unknown --migration-on-error %q", opts.OnError)
 	}
 	rootPFD, err := fs.store.PathFD(fs.store.Root())
 	if err != nil {
-		return sess, err
+		return rep, fmt.Errorf("shared directory: %w", err)
 	}
 	defer rootPFD.Close()
 
-	byID := make(map[uint64]*migrate.Inode, len(st.Inodes))
+	im := &importer{
+		fs:      fs,
+		st:      st,
+		byID:    make(map[uint64]*migrate.Inode, len(st.Inodes)),
+		fds:     map[uint64]int{migrate.RootID: rootPFD.FD},
+		lost:    map[uint64]*lostError{},
+		mountFD: -1,
+	}
 	for k := range st.Inodes {
-		byID[st.Inodes[k].ID] = &st.Inodes[k]
+		im.byID[st.Inodes[k].ID] = &st.Inodes[k]
 	}
-	fds := map[uint64]int{}
-	closeAll := func() {
-		for id, fd := range fds {
-			if id != migrate.RootID {
-				unix.Close(fd)
-			}
-		}
-	}
-	fds[migrate.RootID] = rootPFD.FD
-	var mountFD = -1
 	if st.Mode == migrate.FileHandles {
 		// open_by_handle_at wants a real descriptor on the mount.
-		mountFD, err = unix.Openat(fs.procFD, strconv.Itoa(rootPFD.FD), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		im.mountFD, err = unix.Openat(fs.procFD, strconv.Itoa(rootPFD.FD), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return sess, fmt.Errorf("open the shared directory's mount: %w", err)
+			return rep, fmt.Errorf("open the shared directory's mount: %w", err)
 		}
-		defer unix.Close(mountFD)
-	}
-	var errs []error
-	var find func(i *migrate.Inode, depth int) (int, error)
-	find = func(i *migrate.Inode, depth int) (int, error) {
-		if fd, ok := fds[i.ID]; ok {
-			return fd, nil
-		}
-		if i.Invalid != "" {
-			return -1, errors.New(i.Invalid)
-		}
-		if depth > len(st.Inodes) {
-			return -1, errors.New("parent chain loops")
-		}
-		var fd int
-		var err error
-		switch st.Mode {
-		case migrate.FindPaths:
-			parent, ok := byID[i.Parent]
-			if !ok {
-				return -1, fmt.Errorf("parent %d unknown", i.Parent)
-			}
-			pfd, perr := find(parent, depth+1)
-			if perr != nil {
-				return -1, fmt.Errorf("parent %d: %w", i.Parent, perr)
-			}
-			fd, err = openBeneath(pfd, i.Name, unix.O_PATH, 0)
-		case migrate.FileHandles:
-			fd, err = migrate.OpenHandle(mountFD, i.Handle)
-		}
-		if err != nil {
-			return -1, err
-		}
-		var stx unix.Statx_t
-		if err := statxFD(fd, &stx); err != nil {
-			unix.Close(fd)
-			return -1, err
-		}
-		if uint32(stx.Mode)&unix.S_IFMT != i.Type {
-			unix.Close(fd)
-			return -1, fmt.Errorf("found an object of type %o, the guest knows type %o", stx.Mode&unix.S_IFMT, i.Type)
-		}
-		fds[i.ID] = fd
-		return fd, nil
-	}
-	for k := range st.Inodes {
-		i := &st.Inodes[k]
-		if _, err := find(i, 0); err != nil {
-			errs = append(errs, fmt.Errorf("inode %d (%s): %w", i.ID, migrate.Describe(i, nil), err))
-		}
-	}
-	if len(errs) > 0 {
-		closeAll()
-		return sess, fmt.Errorf("%d of %d inodes not found: %w", len(errs), len(st.Inodes), errors.Join(errs...))
+		defer unix.Close(im.mountFD)
 	}
 
-	var handles []inodestore.RestoredHandle
-	undoHandles := func() {
-		for _, h := range handles {
-			unix.Close(h.FD)
-			fs.store.UnreserveFD()
+	for k := range st.Inodes {
+		im.find(&st.Inodes[k], 0)
+	}
+	var inodeErrs []error
+	if len(im.lost) > 0 {
+		var paths map[uint64]string
+		if st.Mode == migrate.FindPaths {
+			paths = st.Paths() // for the messages only
+		}
+		for k := range st.Inodes {
+			i := &st.Inodes[k]
+			if le := im.lost[i.ID]; le != nil {
+				inodeErrs = append(inodeErrs, fmt.Errorf("inode %d (%s): %w", i.ID, migrate.Describe(i, paths), le))
+			}
 		}
 	}
+	if len(inodeErrs) > 0 && !guestError {
+		im.closeAll()
+		return rep, fmt.Errorf("%d of %d inodes not found: %w", len(inodeErrs), len(st.Inodes), errors.Join(inodeErrs...))
+	}
+
+	handles := make([]inodestore.RestoredHandle, 0, len(st.Handles))
+	var handleErrs []error
 	for _, h := range st.Handles {
-		i := byID[h.Node]
-		if i.Type != unix.S_IFREG && i.Type != unix.S_IFDIR {
-			errs = append(errs, fmt.Errorf("handle %d: node %d is not a file or directory", h.ID, h.Node))
-			continue
+		rh := inodestore.RestoredHandle{ID: h.ID, Node: fuseproto.NodeID(h.Node), FD: -1, Flags: int(h.Flags), GuestFlags: h.GuestFlags}
+		fd, le := im.reopen(h)
+		if le != nil {
+			handleErrs = append(handleErrs, fmt.Errorf("handle %d on node %d: %w", h.ID, h.Node, le))
+			rh.Lost = le.errno
+		} else {
+			rh.FD = fd
 		}
-		if err := fs.store.ReserveFD(); err != nil {
-			errs = append(errs, fmt.Errorf("handle %d: %w", h.ID, err))
-			continue
-		}
-		// The open already happened on the source: creating or
-		// truncating again would lose data written since.
-		flags := int(h.Flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_PATH) | unix.O_CLOEXEC
-		fd, err := unix.Openat(fs.procFD, strconv.Itoa(fds[h.Node]), flags, 0)
-		if err != nil {
-			fs.store.UnreserveFD()
-			errs = append(errs, fmt.Errorf("handle %d on node %d: %w", h.ID, h.Node, err))
-			continue
-		}
-		handles = append(handles, inodestore.RestoredHandle{ID: h.ID, Node: fuseproto.NodeID(h.Node), FD: fd, Flags: int(h.Flags), GuestFlags: h.GuestFlags})
+		handles = append(handles, rh)
 	}
-	if len(errs) > 0 {
-		undoHandles()
-		closeAll()
-		return sess, fmt.Errorf("handles not re-opened: %w", errors.Join(errs...))
+	if len(handleErrs) > 0 && !guestError {
+		for _, h := range handles {
+			if h.Lost == 0 {
+				unix.Close(h.FD)
+				fs.store.UnreserveFD()
+			}
+		}
+		im.closeAll()
+		return rep, fmt.Errorf("handles not re-opened: %w", errors.Join(handleErrs...))
 	}
 
 	inodes := make([]inodestore.RestoredInode, 0, len(st.Inodes))
 	for _, i := range st.Inodes {
-		fd := fds[i.ID]
-		if i.ID == migrate.RootID {
-			fd = -1 // the store's own root stays
+		ri := inodestore.RestoredInode{ID: fuseproto.NodeID(i.ID), Lookups: i.Lookups, FD: -1}
+		switch le := im.lost[i.ID]; {
+		case i.ID == migrate.RootID:
+			// The store's own root stays.
+		case le != nil:
+			ri.Lost, ri.Mode = le.errno, i.Type
+		default:
+			ri.FD = im.fds[i.ID]
 		}
-		inodes = append(inodes, inodestore.RestoredInode{ID: fuseproto.NodeID(i.ID), Lookups: i.Lookups, FD: fd})
+		inodes = append(inodes, ri)
 	}
 	// Restore owns every descriptor from here, even on error.
 	if err := fs.store.Restore(inodes, handles, fuseproto.NodeID(st.NextNode), st.NextHandle); err != nil {
-		return sess, err
+		return rep, err
 	}
 	s := st.Session
-	sess = fuseproto.Session{Major: s.Major, Minor: s.Minor, Flags: s.Flags, MaxWrite: s.MaxWrite,
+	rep.Session = fuseproto.Session{Major: s.Major, Minor: s.Minor, Flags: s.Flags, MaxWrite: s.MaxWrite,
 		MaxReadahead: s.MaxReadahead, MaxPages: s.MaxPages, TimeGran: s.TimeGran}
+	rep.LostInodes, rep.LostHandles = len(inodeErrs), len(handleErrs)
+	rep.Lost = append(inodeErrs, handleErrs...)
+	fs.logLost(rep)
 	fs.resume(s.Flags)
-	return sess, nil
+	return rep, nil
+}
+
+// logLost reports what a guest-error import lost: a summary, and the
+// first few reasons (a state may lose thousands of inodes below one
+// directory).
+func (fs *FS) logLost(rep ImportReport) {
+	if len(rep.Lost) == 0 {
+		return
+	}
+	fs.log.Warn("migration: inodes and handles lost, the guest gets errors for them",
+		"inodes", rep.LostInodes, "handles", rep.LostHandles)
+	const shown = 10
+	for _, err := range rep.Lost[:min(len(rep.Lost), shown)] {
+		fs.log.Warn("migration: lost", "err", err)
+	}
+	if len(rep.Lost) > shown {
+		fs.log.Warn("migration: more lost", "count", len(rep.Lost)-shown)
+	}
+}
+
+// lostError is why an inode or handle could not be restored, with the
+// errno a lost one answers the guest with.
+type lostError struct {
+	err   error
+	errno syscall.Errno
+}
+
+func (e *lostError) Error() string { return e.err.Error() }
+func (e *lostError) Unwrap() error { return e.err }
+
+// hostLost classifies a failure of the host to find or re-open an object.
+// Not found, or not found as a path of directories without symlinks, is
+// ESTALE, as for a file handle whose object is gone: the guest's object is
+// gone, a name it might look up again is not. A refusal keeps its errno.
+// Anything else (a descriptor limit, a failing disk) says nothing about
+// the object, and a lost inode keeps its errno for good: EIO.
+func hostLost(err error) *lostError {
+	errno := syscall.EIO
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		switch e {
+		case unix.ENOENT, unix.ENOTDIR, unix.ELOOP, unix.ESTALE:
+			errno = unix.ESTALE
+		case unix.EACCES, unix.EPERM:
+			errno = e
+		}
+	}
+	return &lostError{err: err, errno: errno}
+}
+
+// staleLost is a failure that found another object than the source's, or
+// none the source could describe.
+func staleLost(err error) *lostError { return &lostError{err: err, errno: unix.ESTALE} }
+
+// importer finds a migration state's inodes again on this host.
+type importer struct {
+	fs   *FS
+	st   *migrate.State
+	byID map[uint64]*migrate.Inode
+	// fds holds an O_PATH descriptor of each inode found; the root's is
+	// the store's own.
+	fds map[uint64]int
+	// lost holds why each inode not found was not.
+	lost map[uint64]*lostError
+	// mountFD is the shared directory's mount, in file-handles mode.
+	mountFD int
+}
+
+// find opens inode i once, its parents first in find-paths mode, and
+// remembers the outcome in fds or lost.
+func (im *importer) find(i *migrate.Inode, depth int) (int, *lostError) {
+	if fd, ok := im.fds[i.ID]; ok {
+		return fd, nil
+	}
+	if le, ok := im.lost[i.ID]; ok {
+		return -1, le
+	}
+	fd, le := im.open(i, depth)
+	if le != nil {
+		im.lost[i.ID] = le
+		return -1, le
+	}
+	im.fds[i.ID] = fd
+	return fd, nil
+}
+
+func (im *importer) open(i *migrate.Inode, depth int) (int, *lostError) {
+	if i.Invalid != "" {
+		return -1, staleLost(fmt.Errorf("the source could not describe it: %s", i.Invalid))
+	}
+	if depth > len(im.st.Inodes) {
+		return -1, hostLost(errors.New("parent chain loops"))
+	}
+	var fd int
+	var err error
+	switch im.st.Mode {
+	case migrate.FindPaths:
+		parent, ok := im.byID[i.Parent]
+		if !ok {
+			return -1, hostLost(fmt.Errorf("parent %d unknown", i.Parent))
+		}
+		pfd, ple := im.find(parent, depth+1)
+		if ple != nil {
+			// Its reason is reported with the parent; the guest
+			// gets the same errno below it as from it.
+			return -1, &lostError{err: fmt.Errorf("below lost directory %d", i.Parent), errno: ple.errno}
+		}
+		if fd, err = openBeneath(pfd, i.Name, unix.O_PATH, 0); err != nil {
+			err = fmt.Errorf("open %q in directory %d: %w", i.Name, i.Parent, err)
+		}
+	case migrate.FileHandles:
+		fd, err = migrate.OpenHandle(im.mountFD, i.Handle)
+	default:
+		err = fmt.Errorf("unknown migration mode %q", im.st.Mode)
+	}
+	if err != nil {
+		return -1, hostLost(err)
+	}
+	if le := im.check(fd, i); le != nil {
+		unix.Close(fd)
+		return -1, le
+	}
+	return fd, nil
+}
+
+// check makes sure the object open at fd is the source's: of its type and,
+// when the source sent its file handle along with its path, with that
+// handle.
+func (im *importer) check(fd int, i *migrate.Inode) *lostError {
+	var stx unix.Statx_t
+	if err := statxFD(fd, &stx); err != nil {
+		return hostLost(fmt.Errorf("statx: %w", err))
+	}
+	if t := uint32(stx.Mode) & unix.S_IFMT; t != i.Type {
+		return staleLost(fmt.Errorf("found a %s, the guest knows a %s", migrate.TypeName(t), migrate.TypeName(i.Type)))
+	}
+	if im.st.Mode == migrate.FindPaths && i.Handle != nil {
+		switch err := migrate.CheckHandle(fd, i.Handle); {
+		case errors.Is(err, migrate.ErrOtherObject):
+			return staleLost(err)
+		case err != nil:
+			// Which object this is cannot be told.
+			return &lostError{err: err, errno: unix.EIO}
+		}
+	}
+	return nil
+}
+
+// reopen opens handle h again, after reserving its descriptor.
+func (im *importer) reopen(h migrate.Handle) (int, *lostError) {
+	if le := im.lost[h.Node]; le != nil {
+		return -1, &lostError{err: errors.New("its node is lost"), errno: le.errno}
+	}
+	if t := im.byID[h.Node].Type; t != unix.S_IFREG && t != unix.S_IFDIR {
+		// What Open answers for such a node; no source opens one.
+		return -1, &lostError{err: fmt.Errorf("node is a %s, not a file or directory", migrate.TypeName(t)), errno: unix.EBADF}
+	}
+	if err := im.fs.store.ReserveFD(); err != nil {
+		return -1, hostLost(fmt.Errorf("descriptor budget: %w", err))
+	}
+	// The open already happened on the source: creating or truncating
+	// again would lose data written since.
+	flags := int(h.Flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_PATH) | unix.O_CLOEXEC
+	fd, err := unix.Openat(im.fs.procFD, strconv.Itoa(im.fds[h.Node]), flags, 0)
+	if err != nil {
+		im.fs.store.UnreserveFD()
+		return -1, hostLost(fmt.Errorf("open: %w", err))
+	}
+	return fd, nil
+}
+
+// closeAll closes the descriptors of the inodes found, for an import that
+// is refused.
+func (im *importer) closeAll() {
+	for id, fd := range im.fds {
+		if id != migrate.RootID {
+			unix.Close(fd)
+		}
+	}
 }

@@ -1,9 +1,11 @@
 package passthrough
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -53,12 +55,15 @@ func TestImportState(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer dst.Close()
-				got, err := dst.ImportState(st, ImportOptions{OnError: migrate.Abort})
+				rep, err := dst.ImportState(st, ImportOptions{OnError: migrate.Abort})
 				if err != nil {
 					t.Fatalf("ImportState: %v", err)
 				}
-				if got != sess || !dst.writeback.Load() {
-					t.Errorf("session %+v (writeback %v), want %+v", got, dst.writeback.Load(), sess)
+				if rep.Session != sess || !dst.writeback.Load() {
+					t.Errorf("session %+v (writeback %v), want %+v", rep.Session, dst.writeback.Load(), sess)
+				}
+				if rep.LostInodes != 0 || rep.LostHandles != 0 || len(rep.Lost) != 0 {
+					t.Errorf("report %+v: nothing should be lost", rep)
 				}
 				// The guest's node ids and handle work on the destination.
 				data, errno := read(t, dst, f, fh, 64)
@@ -120,5 +125,295 @@ func TestImportStateRefuses(t *testing.T) {
 	}
 	if n := dst.store.Len(); n != 1 {
 		t.Fatalf("a refused import left %d inodes", n)
+	}
+}
+
+// exportFor exports src's state as a migration source does and decodes it
+// as a destination does.
+func exportFor(t *testing.T, src *FS, opts ExportOptions) *migrate.State {
+	t.Helper()
+	sess := fuseproto.Session{Major: 7, Minor: 38, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1}
+	st, err := src.ExportState(opts, sess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := migrate.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err = migrate.Unmarshal(b); err != nil {
+		t.Fatalf("exported state does not validate: %v", err)
+	}
+	return st
+}
+
+// newDest returns a destination serving dir as src does, with a
+// descriptor budget so that descriptors counted wrongly show.
+func newDest(t *testing.T, src *FS, dir string) *FS {
+	t.Helper()
+	dst, err := New(Options{SharedDir: dir, InodeFileHandles: src.opts.InodeFileHandles, MaxGuestFDs: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dst.Close() })
+	return dst
+}
+
+func getattr(fs *FS, node fuseproto.NodeID) syscall.Errno {
+	var out fuse.AttrOut
+	return fs.GetAttr(req(node), &fuse.GetAttrIn{}, &out)
+}
+
+// TestImportGuestError: with --migration-on-error=guest-error what can be
+// found is restored and works; what cannot (a removed file, a removed
+// directory and the file the guest knew in it, a name that is now another
+// type of object, a handle the host refuses to re-open) keeps its ids and
+// answers with a fitting errno, is forgotten and released normally, and
+// does not stand in the way of a fresh lookup of its name. With abort the
+// same state is refused and nothing is applied.
+func TestImportGuestError(t *testing.T) {
+	for _, mode := range []migrate.Mode{migrate.FindPaths, migrate.FileHandles} {
+		t.Run(string(mode), func(t *testing.T) {
+			forEachMode(t, Options{}, func(t *testing.T, src *FS, dir string) {
+				if mode == migrate.FileHandles && unix.Geteuid() != 0 {
+					t.Skip("opening file handles needs CAP_DAC_READ_SEARCH")
+				}
+				os.MkdirAll(filepath.Join(dir, "keep"), 0o755)
+				os.MkdirAll(filepath.Join(dir, "lostdir"), 0o755)
+				writeHostFile(t, filepath.Join(dir, "keep/f"), "kept")
+				writeHostFile(t, filepath.Join(dir, "lostdir/inner"), "inner")
+				writeHostFile(t, filepath.Join(dir, "gone"), "gone")
+				writeHostFile(t, filepath.Join(dir, "retyped"), "file")
+				writeHostFile(t, filepath.Join(dir, "frozen"), "frozen")
+				keep := mustLookup(t, src, fuseproto.RootID, "keep")
+				f := mustLookup(t, src, keep, "f")
+				gone := mustLookup(t, src, fuseproto.RootID, "gone")
+				mustLookup(t, src, fuseproto.RootID, "gone") // two lookups
+				lostdir := mustLookup(t, src, fuseproto.RootID, "lostdir")
+				inner := mustLookup(t, src, lostdir, "inner")
+				retyped := mustLookup(t, src, fuseproto.RootID, "retyped")
+				frozen := mustLookup(t, src, fuseproto.RootID, "frozen")
+				fh, errno := open(t, src, f, unix.O_RDONLY)
+				goneFH, errno2 := open(t, src, gone, unix.O_RDONLY)
+				var do fuse.OpenOut
+				errno3 := src.OpenDir(req(lostdir), &fuse.OpenIn{Flags: unix.O_RDONLY}, &do)
+				frozenFH, errno4 := open(t, src, frozen, unix.O_RDWR)
+				if errno != 0 || errno2 != 0 || errno3 != 0 || errno4 != 0 {
+					t.Fatal(errno, errno2, errno3, errno4)
+				}
+				st := exportFor(t, src, ExportOptions{Mode: mode})
+				// The source lets go (as it does once the destination
+				// runs), so that removed objects are gone for file
+				// handles too.
+				src.Destroy()
+
+				os.Remove(filepath.Join(dir, "gone"))
+				os.RemoveAll(filepath.Join(dir, "lostdir"))
+				os.Remove(filepath.Join(dir, "retyped"))
+				os.Mkdir(filepath.Join(dir, "retyped"), 0o755)
+				// An immutable file cannot be opened for writing, even
+				// by root: the handle's re-open fails with EPERM.
+				frozenLost := setImmutable(t, filepath.Join(dir, "frozen"))
+
+				abort := newDest(t, src, dir)
+				if _, err := abort.ImportState(st, ImportOptions{OnError: migrate.Abort}); err == nil || !strings.Contains(err.Error(), "4 of 8 inodes not found") {
+					t.Fatalf("abort import: %v, want 4 of 8 inodes not found", err)
+				}
+				if n, used := abort.store.Len(), abort.store.Budget().Used(); n != 1 || used != 0 {
+					t.Fatalf("a refused import left %d inodes and %d descriptors", n, used)
+				}
+
+				dst := newDest(t, src, dir)
+				rep, err := dst.ImportState(st, ImportOptions{OnError: migrate.GuestError})
+				if err != nil {
+					t.Fatalf("guest-error import: %v", err)
+				}
+				wantHandles := 2 // gone's and lostdir's
+				if frozenLost {
+					wantHandles++
+				}
+				if rep.LostInodes != 4 || rep.LostHandles != wantHandles || len(rep.Lost) != 4+wantHandles {
+					t.Errorf("report: %d inodes, %d handles lost (%v), want 4 and %d", rep.LostInodes, rep.LostHandles, rep.Lost, wantHandles)
+				}
+
+				// What was found works.
+				if errno := getattr(dst, keep); errno != 0 {
+					t.Errorf("getattr of a found directory: %v", errno)
+				}
+				if data, errno := read(t, dst, f, fh, 64); errno != 0 || string(data) != "kept" {
+					t.Errorf("read through a found handle: %q, %v", data, errno)
+				}
+				if errno := getattr(dst, frozen); errno != 0 {
+					t.Errorf("getattr of a found file whose handle was lost: %v", errno)
+				}
+				// What was lost answers with ESTALE, below a lost
+				// directory too.
+				for _, n := range []fuseproto.NodeID{gone, lostdir, inner, retyped} {
+					if errno := getattr(dst, n); errno != syscall.ESTALE {
+						t.Errorf("getattr of lost node %d: %v, want ESTALE", n, errno)
+					}
+				}
+				if _, errno := open(t, dst, gone, unix.O_RDONLY); errno != syscall.ESTALE {
+					t.Errorf("open of a lost file: %v, want ESTALE", errno)
+				}
+				if _, _, errno := lookup(t, dst, lostdir, "inner"); errno != syscall.ESTALE {
+					t.Errorf("lookup in a lost directory: %v, want ESTALE", errno)
+				}
+				var co fuse.CreateOut
+				if errno := dst.Create(req(lostdir), &fuse.CreateIn{Flags: unix.O_RDWR, Mode: 0o644}, "new", &co); errno != syscall.ESTALE {
+					t.Errorf("create in a lost directory: %v, want ESTALE", errno)
+				}
+				if _, errno := read(t, dst, gone, goneFH, 64); errno != syscall.ESTALE {
+					t.Errorf("read through a lost handle: %v, want ESTALE", errno)
+				}
+				if errno := dst.FsyncDir(req(lostdir), &fuse.FsyncIn{Fh: do.Fh}); errno != syscall.ESTALE {
+					t.Errorf("fsyncdir through a lost handle: %v, want ESTALE", errno)
+				}
+				if frozenLost {
+					if _, errno := read(t, dst, frozen, frozenFH, 64); errno != syscall.EPERM {
+						t.Errorf("read through a handle the host refused to re-open: %v, want EPERM", errno)
+					}
+				}
+
+				// Lost handles release, lost inodes are forgotten.
+				release(dst, gone, goneFH)
+				dst.ReleaseDir(req(lostdir), &fuse.ReleaseIn{Fh: do.Fh})
+				release(dst, frozen, frozenFH)
+				if _, errno := read(t, dst, gone, goneFH, 64); errno != syscall.EBADF {
+					t.Errorf("read through a released lost handle: %v, want EBADF", errno)
+				}
+				dst.Forget(gone, 1)
+				if n, ok := dst.store.Lookups(gone); !ok || n != 1 {
+					t.Errorf("lookups of a lost node after one forget: %d %v, want 1", n, ok)
+				}
+				for _, n := range []fuseproto.NodeID{gone, inner, lostdir, retyped} {
+					dst.Forget(n, 1)
+				}
+				if _, ok := dst.store.Lookups(gone); ok {
+					t.Error("a forgotten lost node is still known")
+				}
+
+				// The names lead to working inodes again.
+				writeHostFile(t, filepath.Join(dir, "gone"), "again")
+				again := mustLookup(t, dst, fuseproto.RootID, "gone")
+				if again == gone {
+					t.Errorf("lookup of a re-created name gave the lost node %d", gone)
+				}
+				againFH, errno := open(t, dst, again, unix.O_RDONLY)
+				if errno != 0 {
+					t.Fatalf("open of a re-created file: %v", errno)
+				}
+				if data, errno := read(t, dst, again, againFH, 64); errno != 0 || string(data) != "again" {
+					t.Errorf("read of a re-created file: %q, %v", data, errno)
+				}
+				release(dst, again, againFH)
+				if d := mustLookup(t, dst, fuseproto.RootID, "retyped"); d == retyped || getattr(dst, d) != 0 {
+					t.Errorf("lookup of a name lost to another type: node %d (lost %d)", d, retyped)
+				}
+
+				release(dst, f, fh)
+				dst.Destroy()
+				if used := dst.store.Budget().Used(); used != 0 {
+					t.Errorf("%d descriptors counted after everything was released", used)
+				}
+			})
+		})
+	}
+}
+
+// setImmutable makes path immutable until the test ends and reports
+// whether it could (it needs CAP_LINUX_IMMUTABLE and a file system that
+// has the flag).
+func setImmutable(t *testing.T, path string) bool {
+	t.Helper()
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	const immutable = 0x10 // FS_IMMUTABLE_FL
+	if err := unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, immutable); err != nil {
+		t.Logf("cannot make %s immutable (%v): not testing a refused re-open", path, err)
+		return false
+	}
+	t.Cleanup(func() {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, 0); err != nil {
+			t.Errorf("clear the immutable flag of %s: %v", path, err)
+		}
+	})
+	return true
+}
+
+// TestImportVerifyHandles: with --migration-verify-handles a find-paths
+// state carries file handles, and a destination whose path leads to
+// another object than the source's (a file replaced by a new one of the
+// same name) refuses it (abort) or loses it (guest-error); an unchanged
+// file passes.
+func TestImportVerifyHandles(t *testing.T) {
+	tests := []struct {
+		name    string
+		replace bool
+		onError migrate.OnError
+		wantErr string        // from ImportState
+		want    syscall.Errno // from GETATTR of the file afterwards
+	}{
+		{"unchanged abort", false, migrate.Abort, "", 0},
+		{"unchanged guest-error", false, migrate.GuestError, "", 0},
+		{"replaced abort", true, migrate.Abort, "different object than the source's", 0},
+		{"replaced guest-error", true, migrate.GuestError, "", syscall.ESTALE},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			forEachMode(t, Options{}, func(t *testing.T, src *FS, dir string) {
+				writeHostFile(t, filepath.Join(dir, "f"), "old")
+				f := mustLookup(t, src, fuseproto.RootID, "f")
+				st := exportFor(t, src, ExportOptions{Mode: migrate.FindPaths, VerifyHandles: true})
+				for _, i := range st.Inodes {
+					if i.ID == uint64(f) && (i.Handle == nil || i.Name != "f") {
+						t.Fatalf("inode %+v: want its name and its file handle", i)
+					}
+				}
+				if tt.replace {
+					// The source still holds the old file, so the new
+					// one cannot reuse its inode number.
+					writeHostFile(t, filepath.Join(dir, "new"), "new")
+					if err := os.Rename(filepath.Join(dir, "new"), filepath.Join(dir, "f")); err != nil {
+						t.Fatal(err)
+					}
+				}
+				root, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer unix.Close(root)
+				if missing := migrate.Verify(st, root); tt.replace != (len(missing) == 1 && errors.Is(missing[0].Err, migrate.ErrOtherObject)) {
+					t.Errorf("migrate.Verify: %+v", missing)
+				}
+
+				dst := newDest(t, src, dir)
+				rep, err := dst.ImportState(st, ImportOptions{OnError: tt.onError})
+				if tt.wantErr != "" {
+					if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+						t.Fatalf("ImportState: %v, want an error with %q", err, tt.wantErr)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("ImportState: %v", err)
+				}
+				if lost := rep.LostInodes == 1; lost != tt.replace {
+					t.Errorf("lost %d inodes: %v", rep.LostInodes, rep.Lost)
+				}
+				if errno := getattr(dst, f); errno != tt.want {
+					t.Errorf("getattr: %v, want %v", errno, tt.want)
+				}
+			})
+		})
 	}
 }

@@ -73,10 +73,11 @@ func (m *fsMigrator) LoadState(r io.Reader) (fuseproto.Session, bool, error) {
 		m.log.Info("migration state loaded: the guest had not mounted")
 		return fuseproto.Session{}, false, nil
 	}
-	sess, err := m.fs.ImportState(st, passthrough.ImportOptions{OnError: m.cfg.onError})
+	rep, err := m.fs.ImportState(st, passthrough.ImportOptions{OnError: m.cfg.onError})
 	if err != nil {
-		return sess, false, err
+		return rep.Session, false, err
 	}
-	m.log.Info("migration state loaded", "mode", st.Mode, "inodes", len(st.Inodes), "handles", len(st.Handles), "bytes", len(b))
-	return sess, true, nil
+	m.log.Info("migration state loaded", "mode", st.Mode, "inodes", len(st.Inodes), "handles", len(st.Handles),
+		"lost_inodes", rep.LostInodes, "lost_handles", rep.LostHandles, "bytes", len(b))
+	return rep.Session, true, nil
 }

@@ -56,7 +56,7 @@ check stream-lines "$lines" "$(cat /mnt/stream.count)"
 check stream-order "$(awk '$2 != NR-1 { bad++ } END { print bad+0 }' /mnt/stream)" 0
 echo post > /mnt/post; check new-file "$(cat /mnt/post)" post
 check host-file "$(cat /mnt/.migrated)" from-host
-check readdir "$(ls /mnt | tr '\n' ' ')" "b d2 held post rw stream stream.count wd "
+check readdir "$(ls -A /mnt | tr '\n' ' ')" ".migrated .ready b d2 held post rw stream stream.count wd "
 exec 3<&- 4<&- 5<&- 6<&-
 echo "MIGRATE-LINES $lines"
 exit $fail
@@ -121,7 +121,6 @@ func startMigrationPair(t *testing.T, a *Assets, srcDaemon, dstDaemon Daemon, sc
 			t.Fatalf("the source guest never got ready; console:\n%s\ndaemon log:\n%s", src.Console(), src.Daemon.Log())
 		}
 	}
-	os.Remove(ready)
 	dstRun := NewRun(t, a, srcRun.SharedDir)
 	// Another name than the source's: QEMU runs in a chroot where both
 	// are /e2e/NAME, and waiting for the socket goes by that path.
