@@ -18,8 +18,8 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
-	"github.com/ferryfs/ferryfs/migrate"
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/migrate"
 	"github.com/ferryfs/ferryfs/passthrough"
 )
 
