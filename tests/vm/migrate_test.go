@@ -148,8 +148,8 @@ func checkMigrationScript(t *testing.T, res *Result) {
 			t.Log(line)
 		}
 	}
-	if oks != 13 || res.Commands[0].ExitCode != 0 {
-		t.Errorf("%d checks passed, want 13; guest script exit status %d", oks, res.Commands[0].ExitCode)
+	if oks != 12 || res.Commands[0].ExitCode != 0 {
+		t.Errorf("%d checks passed, want 12; guest script exit status %d", oks, res.Commands[0].ExitCode)
 		res.LogDetails(t)
 	}
 }
