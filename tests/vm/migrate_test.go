@@ -2,6 +2,7 @@ package vm
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,15 +113,7 @@ func startMigrationPair(t *testing.T, a *Assets, srcDaemon, dstDaemon Daemon, sc
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := filepath.Join(srcRun.SharedDir, ".ready")
-	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		if time.Now().After(deadline) || src.proc.Exited() {
-			t.Fatalf("the source guest never got ready; console:\n%s\ndaemon log:\n%s", src.Console(), src.Daemon.Log())
-		}
-	}
+	waitGuestReady(t, src)
 	dstRun := NewRun(t, a, srcRun.SharedDir)
 	// Another name than the source's: QEMU runs in a chroot where both
 	// are /e2e/NAME, and waiting for the socket goes by that path.
@@ -151,5 +144,117 @@ func checkMigrationScript(t *testing.T, res *Result) {
 	if oks != 12 || res.Commands[0].ExitCode != 0 {
 		t.Errorf("%d checks passed, want 12; guest script exit status %d", oks, res.Commands[0].ExitCode)
 		res.LogDetails(t)
+	}
+}
+
+// missingFileScript holds two files open, then reports after the
+// migration (or its failure) what reading each gives.
+const missingFileScript = `
+cd /mnt || exit 1
+echo keep > keep; echo lost > lost
+exec 3<keep; exec 4<lost
+: > .ready
+i=0
+while [ ! -e .migrated ]; do
+	i=$((i+1)); [ $i -lt 1800 ] || { echo "MIGRATE-MISMATCH the host never said it migrated"; exit 1; }
+	sleep 0.1
+done
+echo "MISSING-KEEP $(cat <&3)"
+if out=$(cat <&4 2>&1); then echo "MISSING-LOST read $out"; else echo "MISSING-LOST error $out"; fi
+`
+
+// TestGuestMigrationMissingFile migrates to a destination whose copy of
+// the shared directory lacks a file the guest holds open (find-paths: the
+// copy has other inodes). With --migration-on-error=abort the migration
+// fails and the guest carries on at the source with both files; with
+// guest-error it completes and only the missing file gives an error
+// (ESTALE) at the destination.
+func TestGuestMigrationMissingFile(t *testing.T) {
+	a := LoadAssets(t)
+	bin := BuildFerryfs(t)
+	for _, onError := range []string{"abort", "guest-error"} {
+		t.Run(onError, func(t *testing.T) {
+			srcRun := NewRun(t, a, "")
+			opts := BootOptions{Run: srcRun, Daemon: Ferryfs{Binary: bin}, Commands: []string{missingFileScript}, MemMiB: 512,
+				QMPSocket: srcRun.Path("qmp.sock"), Timeout: 8 * time.Minute}
+			src, err := Start(t, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitGuestReady(t, src)
+			// The destination host's copy, without the file.
+			copyDir := filepath.Join(t.TempDir(), "copy")
+			if out, err := exec.Command("cp", "-a", srcRun.SharedDir, copyDir).CombinedOutput(); err != nil {
+				t.Fatalf("cp: %v\n%s", err, out)
+			}
+			if err := os.Remove(filepath.Join(copyDir, "lost")); err != nil {
+				t.Fatal(err)
+			}
+			dstRun := NewRun(t, a, copyDir)
+			dopts := opts
+			dopts.Run, dopts.Daemon, dopts.QMPSocket, dopts.Incoming = dstRun, Ferryfs{Binary: bin, Flags: []string{"--migration-on-error=" + onError}}, dstRun.Path("qmp-destination.sock"), true
+			dst, err := Start(t, dopts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, merr := dst.MigrateFrom(src)
+			var res *Result
+			switch onError {
+			case "abort":
+				if merr == nil {
+					t.Fatalf("migration succeeded; want it to fail. destination log:\n%s", dst.Daemon.Log())
+				}
+				t.Logf("migration failed as it should: %v", merr)
+				if err := os.WriteFile(filepath.Join(srcRun.SharedDir, ".migrated"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if res, err = src.Wait(); err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(dst.Daemon.Log(), `inode`) || !strings.Contains(dst.Daemon.Log(), "lost") {
+					t.Errorf("the destination's log does not name the missing file:\n%s", dst.Daemon.Log())
+				}
+				if !strings.Contains(res.Console, "MISSING-LOST read lost") {
+					t.Errorf("at the source after the failed migration, the held file should still read")
+				}
+			case "guest-error":
+				if merr != nil {
+					t.Fatalf("migration: %v\ndestination log:\n%s", merr, dst.Daemon.Log())
+				}
+				if err := os.WriteFile(filepath.Join(copyDir, ".migrated"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := src.WaitMigratedAway(); err != nil {
+					t.Error(err)
+				}
+				if res, err = dst.Wait(); err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(res.Console, "MISSING-LOST error") || !strings.Contains(res.Console, "Stale file handle") {
+					t.Errorf("reading the missing file at the destination should fail with ESTALE")
+				}
+			}
+			if !strings.Contains(res.Console, "MISSING-KEEP keep") {
+				t.Errorf("the file both sides have should read as before")
+			}
+			if t.Failed() {
+				res.LogDetails(t)
+			}
+		})
+	}
+}
+
+// waitGuestReady waits for the guest to create .ready in the shared
+// directory.
+func waitGuestReady(t *testing.T, m *Machine) {
+	t.Helper()
+	ready := filepath.Join(m.Run.SharedDir, ".ready")
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			return
+		}
+		if time.Now().After(deadline) || m.proc.Exited() {
+			t.Fatalf("the guest never got ready; console:\n%s\ndaemon log:\n%s", m.Console(), m.Daemon.Log())
+		}
 	}
 }
