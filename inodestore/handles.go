@@ -62,24 +62,16 @@ func (s *Store) AddHandle(i *Inode, fd int, flags int, guestFlags uint32) uint64
 // handle gives its errno.
 func (s *Store) GetHandle(id uint64, node fuseproto.NodeID) (*Handle, error) {
 	s.handlesMu.RLock()
-	h, ok := s.handles[id]
-	var lost unix.Errno
-	switch {
+	defer s.handlesMu.RUnlock()
+	switch h, ok := s.handles[id]; {
 	case !ok || h.Inode.ID != node:
-		ok = false
+		return nil, unix.EBADF
 	case h.lost != 0:
-		lost = h.lost
+		return nil, h.lost
 	default:
 		h.refs.Add(1)
+		return h, nil
 	}
-	s.handlesMu.RUnlock()
-	switch {
-	case !ok:
-		return nil, unix.EBADF
-	case lost != 0:
-		return nil, lost
-	}
-	return h, nil
 }
 
 // PutHandle gives back a reference from GetHandle.

@@ -124,7 +124,7 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 			if err != nil {
 				mi.Invalid = err.Error()
 			} else {
-				mi.Handle = &migrate.FileHandle{MountID: h.MountID, Type: h.Type, Bytes: h.Bytes}
+				mi.Handle = stateHandle(h)
 			}
 		case migrate.FindPaths:
 			p, h, err := fs.pathOf(i, root, opts)
@@ -141,7 +141,7 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 				dirs[p] = uint64(i.ID)
 			}
 			if h != nil {
-				mi.Handle = &migrate.FileHandle{MountID: h.MountID, Type: h.Type, Bytes: h.Bytes}
+				mi.Handle = stateHandle(h)
 			}
 		}
 		st.Inodes = append(st.Inodes, mi)
@@ -197,12 +197,17 @@ func (fs *FS) resolveBySearch(st *migrate.State, search map[inodestore.Key][]int
 				if err != nil {
 					continue
 				}
-				mi.Handle = &migrate.FileHandle{MountID: h.MountID, Type: h.Type, Bytes: h.Bytes}
+				mi.Handle = stateHandle(h)
 			}
 			mi.Invalid = ""
 			rel[fuseproto.NodeID(mi.ID)] = p
 		}
 	}
+}
+
+// stateHandle is h as the migration state carries it.
+func stateHandle(h *inodestore.FileHandle) *migrate.FileHandle {
+	return &migrate.FileHandle{MountID: h.MountID, Type: h.Type, Bytes: h.Bytes}
 }
 
 func (fs *FS) readLink(fd int) (string, error) {

@@ -303,9 +303,7 @@ func (b *Backend) dispatch(m *message) (replied bool, err error) {
 			return false, fmt.Errorf("enable value %d", num)
 		}
 		v.enabled.Store(num == 1)
-		if b.poller != nil {
-			b.poller.poke()
-		}
+		b.poller.poke()
 		return false, nil
 	case GetConfig:
 		return true, b.getConfig(m)

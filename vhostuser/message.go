@@ -215,7 +215,6 @@ func (m *message) logBase() (size, offset uint64, err error) {
 	return binary.LittleEndian.Uint64(m.payload), binary.LittleEndian.Uint64(m.payload[8:]), nil
 }
 
-// configSpace decodes GET_CONFIG's {offset, size, flags}.
 // deviceStateTransfer decodes SET_DEVICE_STATE_FD's parameters: u32
 // direction, u32 phase.
 func (m *message) deviceStateTransfer() (direction, phase uint32, err error) {
@@ -225,6 +224,7 @@ func (m *message) deviceStateTransfer() (direction, phase uint32, err error) {
 	return binary.LittleEndian.Uint32(m.payload), binary.LittleEndian.Uint32(m.payload[4:]), nil
 }
 
+// configSpace decodes GET_CONFIG's {offset, size, flags}.
 func (m *message) configSpace() (offset, size uint32, err error) {
 	if len(m.payload) < 12 {
 		return 0, 0, fmt.Errorf("payload of %d bytes, want at least 12", len(m.payload))

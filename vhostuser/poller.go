@@ -102,15 +102,20 @@ func (p *kickPoller) add(v *vring) {
 // remove stops polling v. v.stopping must be set; when remove returns the
 // poller no longer touches v's queue or kick descriptor.
 func (p *kickPoller) remove(v *vring) {
-	p.mu.Lock()
-	p.rings = slices.DeleteFunc(p.rings, func(r polled) bool { return r.v == v })
-	p.mu.Unlock()
-	p.changed.Store(true)
+	p.forget(v)
 	p.wake()
 	// The poller checks stopping under serving before it drains v or
 	// reads its kick descriptor.
 	v.serving.Lock()
 	v.serving.Unlock()
+}
+
+// forget drops v from the set the poller rebuilds its descriptors from.
+func (p *kickPoller) forget(v *vring) {
+	p.mu.Lock()
+	p.rings = slices.DeleteFunc(p.rings, func(r polled) bool { return r.v == v })
+	p.mu.Unlock()
+	p.changed.Store(true)
 }
 
 // poke makes the poller look at every ring again (a ring was enabled).
@@ -178,11 +183,7 @@ func (p *kickPoller) run() {
 			}
 			raw, lastKick = true, time.Now()
 			if broken := p.drain(r.v, true); broken {
-				v := r.v
-				p.mu.Lock()
-				p.rings = slices.DeleteFunc(p.rings, func(r polled) bool { return r.v == v })
-				p.mu.Unlock()
-				p.changed.Store(true)
+				p.forget(r.v)
 			}
 		}
 	}

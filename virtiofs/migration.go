@@ -12,9 +12,10 @@ import (
 // the guest knows (inodes, open handles) and the FUSE session it
 // negotiated.
 type Migrator interface {
-	// SaveState writes the state of a guest that negotiated sess (mounted
-	// false: the guest has no session, it never mounted or unmounted).
-	SaveState(w io.Writer, sess fuseproto.Session, mounted bool) error
+	// SaveState writes the state of a guest that negotiated sess; a zero
+	// sess means the guest has no session (it never mounted, or
+	// unmounted).
+	SaveState(w io.Writer, sess fuseproto.Session) error
 	// LoadState reads a state SaveState wrote and applies it, all or
 	// nothing, to a file system that has served nothing yet. It returns
 	// the session to serve with, mounted false if there is none.
@@ -37,8 +38,8 @@ func WithMigration(d *Device, m Migrator) *MigratableDevice {
 
 // SaveState writes the state for the migration destination.
 func (d *MigratableDevice) SaveState(w io.Writer) error {
-	sess, mounted := d.srv.Session()
-	if err := d.m.SaveState(w, sess, mounted); err != nil {
+	sess, _ := d.srv.Session() // zero without a session
+	if err := d.m.SaveState(w, sess); err != nil {
 		return fmt.Errorf("save the file system state: %w", err)
 	}
 	return nil

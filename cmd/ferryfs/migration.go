@@ -28,11 +28,9 @@ type fsMigrator struct {
 
 var _ virtiofs.Migrator = (*fsMigrator)(nil)
 
-// SaveState encodes the current state into w.
-func (m *fsMigrator) SaveState(w io.Writer, sess fuseproto.Session, mounted bool) error {
-	if !mounted {
-		sess = fuseproto.Session{}
-	}
+// SaveState encodes the current state into w. Without a mount sess is
+// zero, which the state reads as "not mounted".
+func (m *fsMigrator) SaveState(w io.Writer, sess fuseproto.Session) error {
 	st, err := m.fs.ExportState(m.cfg.export, sess)
 	if err != nil {
 		return err

@@ -100,29 +100,50 @@ func TestGuestMigration(t *testing.T) {
 	}
 }
 
-// startMigrationPair boots the source guest running script against
-// srcDaemon, waits until the guest says it is ready (.ready in the shared
-// directory), and starts the destination QEMU, waiting for the migration,
-// against dstDaemon on the same shared directory.
+// startMigrationPair starts a source (startMigrationSource) and a
+// destination on the same shared directory (startMigrationDestination).
 func startMigrationPair(t *testing.T, a *Assets, srcDaemon, dstDaemon Daemon, script string) (src, dst *Machine) {
 	t.Helper()
-	srcRun := NewRun(t, a, "")
-	opts := BootOptions{Run: srcRun, Daemon: srcDaemon, Commands: []string{script}, MemMiB: 512,
-		QMPSocket: srcRun.Path("qmp.sock"), Timeout: 8 * time.Minute}
-	src, err := Start(t, opts)
+	src = startMigrationSource(t, a, srcDaemon, script)
+	return src, startMigrationDestination(t, src, src.Run.SharedDir, dstDaemon)
+}
+
+// startMigrationSource boots a guest running script against daemon and
+// waits until the guest says it is ready (.ready in the shared directory).
+func startMigrationSource(t *testing.T, a *Assets, daemon Daemon, script string) *Machine {
+	t.Helper()
+	run := NewRun(t, a, "")
+	src, err := Start(t, BootOptions{Run: run, Daemon: daemon, Commands: []string{script}, MemMiB: 512,
+		QMPSocket: run.Path("qmp.sock"), Timeout: 8 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitGuestReady(t, src)
-	dstRun := NewRun(t, a, srcRun.SharedDir)
-	// Another name than the source's: QEMU runs in a chroot where both
-	// are /e2e/NAME, and waiting for the socket goes by that path.
-	opts.Run, opts.Daemon, opts.QMPSocket, opts.Incoming = dstRun, dstDaemon, dstRun.Path("qmp-destination.sock"), true
-	dst, err = Start(t, opts)
+	ready := filepath.Join(run.SharedDir, ".ready")
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			return src
+		}
+		if time.Now().After(deadline) || src.proc.Exited() {
+			t.Fatalf("the guest never got ready; console:\n%s\ndaemon log:\n%s", src.Console(), src.Daemon.Log())
+		}
+	}
+}
+
+// startMigrationDestination starts the QEMU that waits for src's guest,
+// with the same machine, against daemon serving sharedDir.
+func startMigrationDestination(t *testing.T, src *Machine, sharedDir string, daemon Daemon) *Machine {
+	t.Helper()
+	run := NewRun(t, src.Run.Assets, sharedDir)
+	opts := src.opts
+	// Another QMP socket name than the source's: QEMU runs in a chroot
+	// where both are /e2e/NAME, and waiting for the socket goes by that
+	// path.
+	opts.Run, opts.Daemon, opts.QMPSocket, opts.Incoming = run, daemon, run.Path("qmp-destination.sock"), true
+	dst, err := Start(t, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return src, dst
+	return dst
 }
 
 // checkMigrationScript asserts that migrationScript passed every check on
@@ -174,14 +195,8 @@ func TestGuestMigrationMissingFile(t *testing.T) {
 	bin := BuildFerryfs(t)
 	for _, onError := range []string{"abort", "guest-error"} {
 		t.Run(onError, func(t *testing.T) {
-			srcRun := NewRun(t, a, "")
-			opts := BootOptions{Run: srcRun, Daemon: Ferryfs{Binary: bin}, Commands: []string{missingFileScript}, MemMiB: 512,
-				QMPSocket: srcRun.Path("qmp.sock"), Timeout: 8 * time.Minute}
-			src, err := Start(t, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitGuestReady(t, src)
+			src := startMigrationSource(t, a, Ferryfs{Binary: bin}, missingFileScript)
+			srcRun := src.Run
 			// The destination host's copy, without the file.
 			copyDir := filepath.Join(t.TempDir(), "copy")
 			if out, err := exec.Command("cp", "-a", srcRun.SharedDir, copyDir).CombinedOutput(); err != nil {
@@ -190,15 +205,10 @@ func TestGuestMigrationMissingFile(t *testing.T) {
 			if err := os.Remove(filepath.Join(copyDir, "lost")); err != nil {
 				t.Fatal(err)
 			}
-			dstRun := NewRun(t, a, copyDir)
-			dopts := opts
-			dopts.Run, dopts.Daemon, dopts.QMPSocket, dopts.Incoming = dstRun, Ferryfs{Binary: bin, Flags: []string{"--migration-on-error=" + onError}}, dstRun.Path("qmp-destination.sock"), true
-			dst, err := Start(t, dopts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			dst := startMigrationDestination(t, src, copyDir, Ferryfs{Binary: bin, Flags: []string{"--migration-on-error=" + onError}})
 			_, merr := dst.MigrateFrom(src)
 			var res *Result
+			var err error
 			switch onError {
 			case "abort":
 				if merr == nil {
@@ -211,7 +221,7 @@ func TestGuestMigrationMissingFile(t *testing.T) {
 				if res, err = src.Wait(); err != nil {
 					t.Fatal(err)
 				}
-				if !strings.Contains(dst.Daemon.Log(), `inode`) || !strings.Contains(dst.Daemon.Log(), "lost") {
+				if log := dst.Daemon.Log(); !strings.Contains(log, "inodes not found") || !strings.Contains(log, `\"lost\"`) {
 					t.Errorf("the destination's log does not name the missing file:\n%s", dst.Daemon.Log())
 				}
 				if !strings.Contains(res.Console, "MISSING-LOST read lost") {
@@ -241,20 +251,5 @@ func TestGuestMigrationMissingFile(t *testing.T) {
 				res.LogDetails(t)
 			}
 		})
-	}
-}
-
-// waitGuestReady waits for the guest to create .ready in the shared
-// directory.
-func waitGuestReady(t *testing.T, m *Machine) {
-	t.Helper()
-	ready := filepath.Join(m.Run.SharedDir, ".ready")
-	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			return
-		}
-		if time.Now().After(deadline) || m.proc.Exited() {
-			t.Fatalf("the guest never got ready; console:\n%s\ndaemon log:\n%s", m.Console(), m.Daemon.Log())
-		}
 	}
 }
