@@ -47,6 +47,8 @@ const (
 	RemMemReg           Request = 38
 	SetStatus           Request = 39
 	GetStatus           Request = 40
+	SetDeviceStateFD    Request = 42
+	CheckDeviceState    Request = 43
 )
 
 // Virtio and vhost feature bits (GET_FEATURES / SET_FEATURES).
@@ -69,6 +71,7 @@ const (
 	ProtocolResetDevice       uint64 = 1 << 13
 	ProtocolConfigureMemSlots uint64 = 1 << 15
 	ProtocolStatus            uint64 = 1 << 16
+	ProtocolDeviceState       uint64 = 1 << 19
 )
 
 // Header flags.

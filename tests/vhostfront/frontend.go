@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -254,4 +255,37 @@ func Connect(d *Daemon, opts Options, timeout time.Duration) (*Frontend, error) 
 		return nil, err
 	}
 	return f, nil
+}
+
+// Device state transfer directions (SET_DEVICE_STATE_FD).
+const (
+	StateSave uint32 = 0
+	StateLoad uint32 = 1
+)
+
+// SetDeviceStateFD sends SET_DEVICE_STATE_FD with a new pipe's end for
+// direction (the read end to save, the write end to load) and returns the
+// reply and the front-end's end of the pipe, which the caller closes.
+func (f *Frontend) SetDeviceStateFD(direction, phase uint32) (reply uint64, end *os.File, err error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, nil, err
+	}
+	theirs, ours := w, r
+	if direction == StateLoad {
+		theirs, ours = r, w
+	}
+	p := binary.LittleEndian.AppendUint32(nil, direction)
+	p = binary.LittleEndian.AppendUint32(p, phase)
+	m, err := f.Conn.Call(SetDeviceStateFD, p, []int{int(theirs.Fd())})
+	theirs.Close()
+	if err != nil {
+		ours.Close()
+		return 0, nil, fmt.Errorf("SET_DEVICE_STATE_FD: %w", err)
+	}
+	if reply, err = m.U64(); err != nil {
+		ours.Close()
+		return 0, nil, err
+	}
+	return reply, ours, nil
 }
