@@ -53,6 +53,7 @@ func (s *Store) AddHandle(i *Inode, fd int, flags int, guestFlags uint32) uint64
 	s.nextHandle++
 	h.ID = s.nextHandle
 	s.handles[h.ID] = h
+	s.open[i.Key]++
 	s.handlesMu.Unlock()
 	return h.ID
 }
@@ -86,21 +87,43 @@ func (s *Store) PutHandle(h *Handle) {
 }
 
 // RemoveHandle takes handle id of node out of the table; its descriptor is
-// closed once no request uses it.
-func (s *Store) RemoveHandle(id uint64, node fuseproto.NodeID) error {
+// closed once no request uses it. It returns the identity of the handle's
+// object, for IsOpen.
+func (s *Store) RemoveHandle(id uint64, node fuseproto.NodeID) (Key, error) {
 	s.handlesMu.Lock()
 	h, ok := s.handles[id]
 	if ok && h.Inode.ID == node {
 		delete(s.handles, id)
+		if h.lost == 0 {
+			s.closedLocked(h.Inode.Key)
+		}
 	} else {
 		ok = false
 	}
 	s.handlesMu.Unlock()
 	if !ok {
-		return unix.EBADF
+		return Key{}, unix.EBADF
 	}
+	key := h.Inode.Key
 	s.PutHandle(h)
-	return nil
+	return key, nil
+}
+
+// closedLocked counts one handle of the object key less.
+func (s *Store) closedLocked(key Key) {
+	if s.open[key]--; s.open[key] <= 0 {
+		delete(s.open, key)
+	}
+}
+
+// IsOpen reports whether the guest holds a handle open on the object with
+// identity key (as KeyOf gives it). The answer may change as soon as it is
+// given: a caller that acts on it serializes with the RELEASE that would
+// change it.
+func (s *Store) IsOpen(key Key) bool {
+	s.handlesMu.RLock()
+	defer s.handlesMu.RUnlock()
+	return s.open[key] > 0
 }
 
 // HandleCount returns the number of open handles.

@@ -155,6 +155,8 @@ func (s *Store) Restore(inodes []RestoredInode, handles []RestoredHandle, nextNo
 		h := &Handle{ID: rh.ID, Inode: i, FD: rh.FD, Flags: rh.Flags, GuestFlags: rh.GuestFlags, lost: rh.Lost}
 		if h.lost != 0 {
 			h.FD = -1
+		} else {
+			s.open[i.Key]++
 		}
 		h.refs.Store(1)
 		s.handles[h.ID] = h

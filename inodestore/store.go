@@ -49,6 +49,9 @@ type Store struct {
 	handlesMu  sync.RWMutex
 	handles    map[uint64]*Handle // protected by handlesMu
 	nextHandle uint64             // protected by handlesMu
+	// open counts the handles per object, for IsOpen. Protected by
+	// handlesMu.
+	open map[Key]int
 }
 
 // New returns a store whose root inode is the directory open at rootFD (an
@@ -79,6 +82,7 @@ func New(rootFD int, opts Options) (*Store, error) {
 		nextID:   fuseproto.RootID + 1,
 		mounts:   make(map[uint64]int),
 		handles:  make(map[uint64]*Handle),
+		open:     make(map[Key]int),
 	}
 	switch {
 	case opts.FDCacheSize == 0:
@@ -459,6 +463,7 @@ func (s *Store) Reset() {
 	s.handlesMu.Lock()
 	hs := s.handles
 	s.handles = make(map[uint64]*Handle)
+	clear(s.open)
 	s.handlesMu.Unlock()
 	for _, h := range hs {
 		s.PutHandle(h)

@@ -371,10 +371,10 @@ func TestHandles(t *testing.T) {
 			// The inode may be forgotten and the handle released while a
 			// request still reads through it.
 			s.Forget(i.ID, 1)
-			if err := s.RemoveHandle(id, i.ID); err != nil {
+			if _, err := s.RemoveHandle(id, i.ID); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.RemoveHandle(id, i.ID); !errors.Is(err, unix.EBADF) {
+			if _, err := s.RemoveHandle(id, i.ID); !errors.Is(err, unix.EBADF) {
 				t.Fatalf("double release = %v", err)
 			}
 			buf := make([]byte, 1)
@@ -541,7 +541,7 @@ func TestRestoreLost(t *testing.T) {
 			}
 			s.PutHandle(h)
 			for _, id := range []uint64{2, 3} {
-				if err := s.RemoveHandle(id, map[uint64]fuseproto.NodeID{2: 3, 3: 2}[id]); err != nil {
+				if _, err := s.RemoveHandle(id, map[uint64]fuseproto.NodeID{2: 3, 3: 2}[id]); err != nil {
 					t.Errorf("release of lost handle %d: %v", id, err)
 				}
 			}

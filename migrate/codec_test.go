@@ -144,6 +144,10 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"old session", mutate(func(s *State) { s.Session.Minor = 12 }), "FUSE session 7.12"},
 		{"no lookups", mutate(func(s *State) { s.Inodes[3].Lookups = 0 }), "has no lookups"},
 		{"handle mode without handle", mutate(func(s *State) { s.Mode = FileHandles }), "no valid file handle"},
+		{"unlinked directory", mutate(func(s *State) { s.Inodes[1].Unlinked, s.Inodes[1].Parent, s.Inodes[1].Name = true, 1, "h/x" }), "an unlinked file must be"},
+		{"unlinked in a subdirectory", mutate(func(s *State) { s.Inodes[3].Unlinked = true; s.Inodes[3].Name = "h/x" }), "an unlinked file must be"},
+		{"unlinked with one component", mutate(func(s *State) { s.Inodes[4].Unlinked = true }), "an unlinked file must be"},
+		{"unlinked three deep", mutate(func(s *State) { s.Inodes[4].Unlinked, s.Inodes[4].Name = true, "h/x/y" }), "an unlinked file must be"},
 		{"empty handle to verify a path by", mutate(func(s *State) { s.Inodes[2].Handle = &FileHandle{Type: 1} }), "invalid file handle to verify its path by"},
 	}...)
 	for _, tt := range tests {

@@ -102,6 +102,8 @@ func Describe(i *Inode, paths map[uint64]string) string {
 	switch {
 	case i.ID == RootID:
 		return "/"
+	case i.Unlinked:
+		return fmt.Sprintf("unlinked, kept as /%s", i.Name)
 	case ok:
 		return "/" + p
 	case i.Name != "":

@@ -152,9 +152,11 @@ type Inode struct {
 	// it is optional (--migration-verify-handles): the destination then
 	// checks that the path led it to this very object.
 	Handle *FileHandle `msgpack:"handle,omitempty"`
-	// Unlinked marks an object that had no name left in the shared
-	// directory; Name then is its name in the hidden directory that keeps
-	// it reachable (see passthrough), Parent that directory's node.
+	// Unlinked marks a regular file the guest removed while it held it
+	// open: it has no name the guest knows, and Parent (the root) and Name
+	// (two components) say where the hidden directory of the shared
+	// directory keeps it (passthrough.OrphanDir), in both modes. The
+	// destination removes that name when the guest closes the file.
 	Unlinked bool `msgpack:"unlinked,omitempty"`
 	// Invalid says why the source could not describe the object; the
 	// destination fails it (guest-error) or the migration (abort).
@@ -234,6 +236,9 @@ func (s *State) Validate() error {
 		}
 		if i.Invalid != "" {
 			continue
+		}
+		if i.Unlinked && (i.Type != 0o100000 || i.Parent != RootID || strings.Count(i.Name, "/") != 1 || !validRelPath(i.Name)) {
+			bad("inode %d: an unlinked file must be a regular file named by a directory and a name below the root", i.ID)
 		}
 		switch s.Mode {
 		case FindPaths:

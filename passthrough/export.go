@@ -118,6 +118,11 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 			st.Inodes = append(st.Inodes, mi)
 			continue
 		}
+		if name := fs.orphanName(i.Key); name != "" {
+			// Removed by the guest while open: it has a name in
+			// OrphanDir, never a guest-known directory.
+			mi.Unlinked, mi.Parent, mi.Name = true, migrate.RootID, OrphanDir+"/"+name
+		}
 		switch mode {
 		case migrate.FileHandles:
 			h, err := fs.handleOf(i)
@@ -127,6 +132,18 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 				mi.Handle = stateHandle(h)
 			}
 		case migrate.FindPaths:
+			if mi.Unlinked {
+				h, err := fs.orphanPath(i, mi.Name, root, opts)
+				if err != nil {
+					mi.Invalid = err.Error()
+					break
+				}
+				rel[i.ID] = mi.Name
+				if h != nil {
+					mi.Handle = stateHandle(h)
+				}
+				break
+			}
 			p, h, err := fs.pathOf(i, root, opts)
 			var sn *searchNeeded
 			if errors.As(err, &sn) {
@@ -276,6 +293,36 @@ func (fs *FS) pathOf(i *inodestore.Inode, root exportRoot, opts ExportOptions) (
 		}
 	}
 	return p, h, nil
+}
+
+// orphanPath checks, for find-paths mode, that the orphan i is still to be
+// found as p (OrphanDir/name), and returns its file handle if
+// opts.VerifyHandles. Its descriptor's link shows the name the guest
+// removed, so pathOf cannot be asked.
+func (fs *FS) orphanPath(i *inodestore.Inode, p string, root exportRoot, opts ExportOptions) (*inodestore.FileHandle, error) {
+	pfd, err := fs.store.PathFD(i)
+	if err != nil {
+		return nil, fmt.Errorf("gone from the host: %w", err)
+	}
+	defer pfd.Close()
+	var stx unix.Statx_t
+	if err := statxFD(pfd.FD, &stx); err != nil {
+		return nil, fmt.Errorf("statx: %w", err)
+	}
+	if err := confirmPath(root.fd, p, &stx); err != nil {
+		return nil, fmt.Errorf("unlinked while open, and its name in %s is gone: %w", OrphanDir, err)
+	}
+	if !opts.VerifyHandles {
+		return nil, nil
+	}
+	if i.Handle != nil {
+		return i.Handle, nil
+	}
+	h, err := inodestore.NameToHandle(pfd.FD)
+	if err != nil {
+		return nil, fmt.Errorf("no file handle to verify its path by: %w", err)
+	}
+	return h, nil
 }
 
 // deletedSuffix is how a /proc/self/fd link marks a name that was

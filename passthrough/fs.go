@@ -59,6 +59,10 @@ type FS struct {
 	// when the xattr map stores it elsewhere: the host kernel no longer
 	// clears it on write, truncate and chown, so we do ("" otherwise).
 	capabilityName string
+
+	// orphans keeps the files the guest removed while holding them open
+	// (see OrphanDir).
+	orphans *orphanage
 }
 
 var _ fuseproto.FileSystem = (*FS)(nil)
@@ -107,7 +111,14 @@ func New(opts Options) (*FS, error) {
 		unix.Close(procFD)
 		return nil, err
 	}
+	orphans, err := newOrphanage()
+	if err != nil {
+		store.Close()
+		unix.Close(procFD)
+		return nil, err
+	}
 	fs := &FS{
+		orphans:   orphans,
 		opts:      opts,
 		log:       log,
 		store:     store,
@@ -143,6 +154,10 @@ func (fs *FS) Store() *inodestore.Store { return fs.store }
 // Close releases every descriptor the filesystem holds.
 func (fs *FS) Close() error {
 	fs.store.Close()
+	fs.dropAllOrphans()
+	if fs.orphans.dirFD >= 0 {
+		unix.Close(fs.orphans.dirFD)
+	}
 	return unix.Close(fs.procFD)
 }
 
@@ -202,6 +217,7 @@ func (fs *FS) Init(kernelFlags uint64, out *fuse.InitOut) (uint64, syscall.Errno
 // Destroy forgets every inode but the root and closes every handle.
 func (fs *FS) Destroy() {
 	fs.store.Reset()
+	fs.dropAllOrphans() // the guest has closed them all
 	fs.resume(0)
 }
 
@@ -267,6 +283,9 @@ func (fs *FS) fillAttr(a *fuse.Attr, stx *unix.Statx_t) {
 	a.Ctime, a.Ctimensec = uint64(stx.Ctime.Sec), stx.Ctime.Nsec
 	a.Mode = uint32(stx.Mode)
 	a.Nlink = stx.Nlink
+	if fs.orphans.count.Load() > 0 {
+		a.Nlink = fs.guestNlink(inodestore.KeyOf(stx), stx.Nlink)
+	}
 	a.Uid = uint32(fs.opts.UIDMap.ToGuest(idmap.HostUID(stx.Uid)))
 	a.Gid = uint32(fs.opts.GIDMap.ToGuest(idmap.HostGID(stx.Gid)))
 	a.Rdev = encodeDev(stx.Rdev_major, stx.Rdev_minor)

@@ -136,6 +136,17 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 		return rep, fmt.Errorf("handles not re-opened: %w", errors.Join(handleErrs...))
 	}
 
+	// The orphans' identities, taken while their descriptors are still
+	// ours: they are recorded once nothing can fail any more.
+	orphans := make(map[inodestore.Key]string)
+	for _, i := range st.Inodes {
+		if fd, ok := im.fds[i.ID]; ok && i.Unlinked && im.lost[i.ID] == nil {
+			var stx unix.Statx_t
+			if err := statxFD(fd, &stx); err == nil {
+				orphans[inodestore.KeyOf(&stx)] = i.Name
+			}
+		}
+	}
 	inodes := make([]inodestore.RestoredInode, 0, len(st.Inodes))
 	for _, i := range st.Inodes {
 		ri := inodestore.RestoredInode{ID: fuseproto.NodeID(i.ID), Lookups: i.Lookups, FD: -1}
@@ -152,6 +163,13 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 	// Restore owns every descriptor from here, even on error.
 	if err := fs.store.Restore(inodes, handles, fuseproto.NodeID(st.NextNode), st.NextHandle); err != nil {
 		return rep, err
+	}
+	for key, name := range orphans {
+		if err := fs.restoreOrphan(key, name); err != nil {
+			// The guest keeps the file; only its removal at the last
+			// close is lost (and its nlink shows the hidden name).
+			fs.log.Warn("migration: unlinked file not recorded as one", "name", name, "err", err)
+		}
 	}
 	s := st.Session
 	rep.Session = fuseproto.Session{Major: s.Major, Minor: s.Minor, Flags: s.Flags, MaxWrite: s.MaxWrite,
@@ -250,6 +268,13 @@ func (im *importer) find(i *migrate.Inode, depth int) (int, *lostError) {
 func (im *importer) open(i *migrate.Inode, depth int) (int, *lostError) {
 	if i.Invalid != "" {
 		return -1, staleLost(fmt.Errorf("the source could not describe it: %s", i.Invalid))
+	}
+	if i.Unlinked {
+		// Only a name in OrphanDir: one the destination removes when the
+		// guest closes the file, so it must not name anything else.
+		if name, ok := strings.CutPrefix(i.Name, OrphanDir+"/"); !ok || !validName(name) || i.Parent != migrate.RootID {
+			return -1, staleLost(fmt.Errorf("unlinked file kept as %q, not a name in %s", i.Name, OrphanDir))
+		}
 	}
 	if depth > len(im.st.Inodes) {
 		return -1, hostLost(errors.New("parent chain loops"))

@@ -102,6 +102,9 @@ func (fs *FS) emitDirents(h *inodestore.Handle, buf []byte, plus bool, w *fusepr
 			}
 		}
 		buf = buf[reclen:]
+		if h.Inode.ID == fuseproto.RootID && string(name) == OrphanDir {
+			continue
+		}
 		mode := uint32(typ) << 12 // DT_* is S_IF* >> 12
 		if !plus {
 			if !w.Add(string(name), ino, mode, off) {

@@ -77,8 +77,8 @@ func (fs *FS) Mknod(r *fuseproto.Request, in *fuse.MknodIn, name string, out *fu
 		return errno
 	}
 	defer done()
-	if !validName(name) {
-		return syscall.EINVAL
+	if errno := newNameErrno(p.ID, name); errno != 0 {
+		return errno
 	}
 	return fs.makeNode(r, p, pfd.FD, name, in.Umask, false, out, func() error {
 		return unix.Mknodat(pfd.FD, name, in.Mode, int(decodeDev(in.Rdev)))
@@ -95,8 +95,8 @@ func (fs *FS) Mkdir(r *fuseproto.Request, in *fuse.MkdirIn, name string, out *fu
 		return errno
 	}
 	defer done()
-	if !validName(name) {
-		return syscall.EINVAL
+	if errno := newNameErrno(p.ID, name); errno != 0 {
+		return errno
 	}
 	return fs.makeNode(r, p, pfd.FD, name, in.Umask, true, out, func() error {
 		return unix.Mkdirat(pfd.FD, name, in.Mode)
@@ -114,8 +114,8 @@ func (fs *FS) Symlink(r *fuseproto.Request, parent fuseproto.NodeID, name, targe
 		return errno
 	}
 	defer done()
-	if !validName(name) {
-		return syscall.EINVAL
+	if errno := newNameErrno(p.ID, name); errno != 0 {
+		return errno
 	}
 	// A symlink's mode is always 0777: no umask applies.
 	return fs.makeNode(r, p, pfd.FD, name, 0, false, out, func() error {
@@ -137,15 +137,19 @@ func (fs *FS) remove(parent fuseproto.NodeID, name string, flags int) syscall.Er
 	if fs.opts.Readonly {
 		return syscall.EROFS
 	}
-	_, pfd, done, errno := fs.parentDir(parent)
+	p, pfd, done, errno := fs.parentDir(parent)
 	if errno != 0 {
 		return errno
 	}
 	defer done()
-	if !validName(name) {
-		return syscall.EINVAL
+	if errno := oldNameErrno(p.ID, name); errno != 0 {
+		return errno
 	}
-	return fs.errno("unlink", unix.Unlinkat(pfd.FD, name, flags))
+	unlink := func() error { return unix.Unlinkat(pfd.FD, name, flags) }
+	if flags&unix.AT_REMOVEDIR != 0 {
+		return fs.errno("rmdir", unlink())
+	}
+	return fs.errno("unlink", fs.removeKeepingOpen(pfd.FD, name, unlink))
 }
 
 // renameFlags are the RENAME2 flags we pass on; others are refused.
@@ -159,17 +163,28 @@ func (fs *FS) Rename(r *fuseproto.Request, in *fuse.RenameIn, oldName, newName s
 	if in.Flags&^renameFlags != 0 || !validName(oldName) || !validName(newName) {
 		return syscall.EINVAL
 	}
-	_, oldFD, doneOld, errno := fs.parentDir(r.Node())
+	oldDir, newDir := r.Node(), fuseproto.NodeID(in.Newdir)
+	if errno := oldNameErrno(oldDir, oldName); errno != 0 {
+		return errno
+	}
+	if errno := newNameErrno(newDir, newName); errno != 0 {
+		return errno
+	}
+	_, oldFD, doneOld, errno := fs.parentDir(oldDir)
 	if errno != 0 {
 		return errno
 	}
 	defer doneOld()
-	_, newFD, doneNew, errno := fs.parentDir(fuseproto.NodeID(in.Newdir))
+	_, newFD, doneNew, errno := fs.parentDir(newDir)
 	if errno != 0 {
 		return errno
 	}
 	defer doneNew()
-	return fs.errno("rename", unix.Renameat2(oldFD.FD, oldName, newFD.FD, newName, uint(in.Flags)))
+	rename := func() error { return unix.Renameat2(oldFD.FD, oldName, newFD.FD, newName, uint(in.Flags)) }
+	if in.Flags&(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 {
+		return fs.errno("rename", rename()) // the target keeps its name, if any
+	}
+	return fs.errno("rename", fs.removeKeepingOpen(newFD.FD, newName, rename))
 }
 
 // Link makes a new name for an existing object.
@@ -194,11 +209,13 @@ func (fs *FS) Link(r *fuseproto.Request, in *fuse.LinkIn, newName string, out *f
 	defer done()
 	// linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; following the
 	// magic link in /proc/self/fd reaches the same object without it.
-	if !validName(newName) {
-		return syscall.EINVAL
+	if errno := newNameErrno(p.ID, newName); errno != 0 {
+		return errno
 	}
 	if err := unix.Linkat(fs.procFD, strconv.Itoa(ifd.FD), pfd.FD, newName, unix.AT_SYMLINK_FOLLOW); err != nil {
 		return fs.errno("link", err)
 	}
+	// An O_TMPFILE file linked into the tree is an orphan no more.
+	fs.linked(i.Key)
 	return fs.lookupIn(p, newName, out)
 }

@@ -104,13 +104,13 @@ func (fs *FS) Create(r *fuseproto.Request, in *fuse.CreateIn, name string, out *
 	if fs.opts.Readonly {
 		return syscall.EROFS
 	}
-	_, pfd, done, errno := fs.parentDir(r.Node())
+	p, pfd, done, errno := fs.parentDir(r.Node())
 	if errno != 0 {
 		return errno
 	}
 	defer done()
-	if !validName(name) {
-		return syscall.EINVAL
+	if errno := newNameErrno(p.ID, name); errno != 0 {
+		return errno
 	}
 	flags := fs.hostOpenFlags(in.Flags) | unix.O_CREAT
 	if in.Flags&unix.O_EXCL != 0 {
@@ -142,10 +142,14 @@ func (fs *FS) Tmpfile(r *fuseproto.Request, in *fuse.CreateIn, out *fuse.CreateO
 	if flags&unix.O_ACCMODE == unix.O_RDONLY {
 		return syscall.EINVAL // O_TMPFILE needs write access
 	}
-	return fs.createHandle(r, in, flags, out, func() (int, bool, error) {
+	errno = fs.createHandle(r, in, flags, out, func() (int, bool, error) {
 		fd, err := openBeneath(pfd.FD, ".", flags, in.Mode)
 		return fd, true, err
 	}, func() {})
+	if errno == 0 {
+		fs.adoptTmpfile(fuseproto.NodeID(out.NodeId), out.Fh)
+	}
+	return errno
 }
 
 // createHandle runs create, which returns a new descriptor opened with
@@ -260,9 +264,12 @@ func (fs *FS) Write(r *fuseproto.Request, in *fuse.WriteIn, src [][]byte) (uint3
 
 // Release closes a file handle.
 func (fs *FS) Release(r *fuseproto.Request, in *fuse.ReleaseIn) {
-	if err := fs.store.RemoveHandle(in.Fh, r.Node()); err != nil {
+	key, err := fs.store.RemoveHandle(in.Fh, r.Node())
+	if err != nil {
 		fs.log.Debug("release of unknown handle", "fh", in.Fh, "node", r.Node())
+		return
 	}
+	fs.released(key)
 }
 
 // Flush is called on every close(2) of the guest file: closing a duplicate

@@ -42,6 +42,8 @@ func (fs *FS) lookupIn(p *inodestore.Inode, name string, out *fuse.EntryOut) sys
 		fd, err = fs.openParent(pfd.FD)
 	case name == "" || strings.ContainsAny(name, "/\x00"):
 		return syscall.EINVAL
+	case hiddenName(p.ID, name):
+		return syscall.ENOENT
 	default:
 		fd, err = openBeneath(pfd.FD, name, unix.O_PATH, 0)
 	}

@@ -39,18 +39,22 @@ func (m *fsMigrator) SaveState(w io.Writer, sess fuseproto.Session) error {
 	if err != nil {
 		return err
 	}
-	invalid := 0
+	invalid, unlinked := 0, 0
 	for _, i := range st.Inodes {
 		if i.Invalid != "" {
 			invalid++
 			m.log.Warn("inode cannot be migrated", "node", i.ID, "reason", i.Invalid)
+		} else if i.Unlinked {
+			unlinked++
 		}
 	}
+	// From here on a destination may hold the orphans the state names.
+	m.fs.KeepOrphans()
 	if _, err := w.Write(b); err != nil {
 		return fmt.Errorf("write %d bytes of state: %w", len(b), err)
 	}
 	m.log.Info("migration state saved", "mode", st.Mode, "inodes", len(st.Inodes), "handles", len(st.Handles),
-		"invalid_inodes", invalid, "bytes", len(b))
+		"invalid_inodes", invalid, "unlinked_open", unlinked, "bytes", len(b))
 	return nil
 }
 
