@@ -218,7 +218,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig, stderr io.Writer) error {
 	}
 	defer closeFS()
 	if cfg.stateDump != "" {
-		defer dumpStateOnSignal(ctx, log, srv, pfs, cfg.stateDump)()
+		defer dumpStateOnSignal(ctx, log, srv, pfs, cfg.migration.export, cfg.stateDump)()
 	}
 	plain, err := virtiofs.New(srv, cfg.tag)
 	if err != nil {

@@ -148,6 +148,7 @@ type stateReport struct {
 	Options    migrate.Options `json:"options"`
 	InodeCount int             `json:"inode_count"`
 	Invalid    int             `json:"invalid_inodes"`
+	Unlinked   int             `json:"unlinked_inodes"`
 	Handles    int             `json:"handle_count"`
 	NextNode   uint64          `json:"next_node"`
 	NextHandle uint64          `json:"next_handle"`
@@ -161,7 +162,9 @@ type inodeReport struct {
 	Type    string `json:"type"`
 	Where   string `json:"where"`
 	Handles int    `json:"open_handles,omitempty"`
-	Invalid string `json:"invalid,omitempty"`
+	// Unlinked marks a file the guest removed while holding it open.
+	Unlinked bool   `json:"unlinked,omitempty"`
+	Invalid  string `json:"invalid,omitempty"`
 }
 
 func newStateReport(s *migrate.State, size int, problems error, withInodes bool) *stateReport {
@@ -176,6 +179,8 @@ func newStateReport(s *migrate.State, size int, problems error, withInodes bool)
 	for _, i := range s.Inodes {
 		if i.Invalid != "" {
 			r.Invalid++
+		} else if i.Unlinked {
+			r.Unlinked++
 		}
 	}
 	if !withInodes {
@@ -189,7 +194,7 @@ func newStateReport(s *migrate.State, size int, problems error, withInodes bool)
 	for k := range s.Inodes {
 		i := &s.Inodes[k]
 		ir := inodeReport{ID: i.ID, Lookups: i.Lookups, Type: migrate.TypeName(i.Type), Where: migrate.Describe(i, paths),
-			Handles: open[i.ID], Invalid: i.Invalid}
+			Handles: open[i.ID], Unlinked: i.Unlinked, Invalid: i.Invalid}
 		if _, ok := paths[i.ID]; !ok && i.ID != migrate.RootID && s.Mode == migrate.FindPaths && ir.Invalid == "" {
 			ir.Invalid = "no path: a parent is missing"
 		}
@@ -213,7 +218,7 @@ func (r *stateReport) print(w io.Writer) {
 	if len(o.TranslateUID)+len(o.TranslateGID) > 0 {
 		fmt.Fprintf(tw, "\ttranslate-uid=%v translate-gid=%v\n", o.TranslateUID, o.TranslateGID)
 	}
-	fmt.Fprintf(tw, "inodes\t%d (%d invalid)\n", r.InodeCount, r.Invalid)
+	fmt.Fprintf(tw, "inodes\t%d (%d invalid, %d unlinked while open)\n", r.InodeCount, r.Invalid, r.Unlinked)
 	fmt.Fprintf(tw, "handles\t%d\n", r.Handles)
 	fmt.Fprintf(tw, "next ids\tnode %d, handle %d\n", r.NextNode, r.NextHandle)
 	tw.Flush()

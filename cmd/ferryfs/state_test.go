@@ -18,16 +18,17 @@ func writeState(t *testing.T) string {
 		Mode:       migrate.FindPaths,
 		Session:    migrate.Session{Major: 7, Minor: 38, Flags: 0x1, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1},
 		Options:    migrate.Options{Cache: "auto", Xattr: true},
-		NextNode:   6,
-		NextHandle: 2,
+		NextNode:   7,
+		NextHandle: 3,
 		Inodes: []migrate.Inode{
 			{ID: 1, Lookups: 1, Type: 0o040000},
 			{ID: 2, Lookups: 1, Type: 0o040000, Parent: 1, Name: "a"},
 			{ID: 3, Lookups: 1, Type: 0o100000, Parent: 2, Name: "b"},
 			{ID: 4, Lookups: 2, Type: 0o100000, Parent: 2, Name: "c"},
 			{ID: 5, Lookups: 1, Type: 0o100000, Invalid: "unlinked on the host: it has no path"},
+			{ID: 6, Lookups: 1, Type: 0o100000, Parent: 1, Name: ".ferryfs-orphans/x-1", Unlinked: true},
 		},
-		Handles: []migrate.Handle{{ID: 1, Node: 4, Flags: 2, GuestFlags: 2}},
+		Handles: []migrate.Handle{{ID: 1, Node: 4, Flags: 2, GuestFlags: 2}, {ID: 2, Node: 6}},
 	}
 	b, err := migrate.Marshal(s)
 	if err != nil {
@@ -46,8 +47,8 @@ func TestStateInspect(t *testing.T) {
 	if err != nil {
 		t.Fatalf("inspect: %v\n%s", err, out)
 	}
-	for _, want := range []string{"version 1", "find-paths", "FUSE 7.38", "inodes    5 (1 invalid)", "handles   1",
-		"/a/c", "INVALID: unlinked on the host"} {
+	for _, want := range []string{"version 1", "find-paths", "FUSE 7.38", "inodes    6 (1 invalid, 1 unlinked while open)", "handles   2",
+		"/a/c", "INVALID: unlinked on the host", "unlinked, kept as /.ferryfs-orphans/x-1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
 		}
@@ -60,7 +61,7 @@ func TestStateInspect(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("JSON: %v\n%s", err, out)
 	}
-	if r.InodeCount != 5 || r.Invalid != 1 || r.Inodes[3].Where != "/a/c" || r.Inodes[3].Handles != 1 {
+	if r.InodeCount != 6 || r.Invalid != 1 || r.Unlinked != 1 || r.Inodes[3].Where != "/a/c" || r.Inodes[3].Handles != 1 || !r.Inodes[5].Unlinked {
 		t.Errorf("JSON report %+v", r)
 	}
 
@@ -77,12 +78,14 @@ func TestStateVerify(t *testing.T) {
 	os.Mkdir(filepath.Join(dir, "a"), 0o755)
 	os.WriteFile(filepath.Join(dir, "a", "b"), nil, 0o644)
 	os.Mkdir(filepath.Join(dir, "a", "c"), 0o755) // a directory where the guest knows a file
+	os.Mkdir(filepath.Join(dir, ".ferryfs-orphans"), 0o700)
+	os.WriteFile(filepath.Join(dir, ".ferryfs-orphans", "x-1"), nil, 0o644)
 	out, err := run(t, "state", "verify", "--shared-dir", dir, path)
 	if err != errStateProblems {
 		t.Fatalf("verify: %v, want the problems exit\n%s", err, out)
 	}
 	for _, want := range []string{"missing inode 4 (/a/c): found a directory, the guest knows a regular file",
-		"missing inode 5 (no location)", "3 of 5 inodes found"} {
+		"missing inode 5 (no location)", "4 of 6 inodes found"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("verify output lacks %q:\n%s", want, out)
 		}
@@ -90,7 +93,7 @@ func TestStateVerify(t *testing.T) {
 	os.Remove(filepath.Join(dir, "a", "c"))
 	os.WriteFile(filepath.Join(dir, "a", "c"), nil, 0o644)
 	out, _ = run(t, "state", "verify", "--shared-dir", dir, path)
-	if !strings.Contains(out, "4 of 5 inodes found") {
+	if !strings.Contains(out, "5 of 6 inodes found") {
 		t.Errorf("verify after the fix:\n%s", out)
 	}
 }

@@ -20,7 +20,7 @@ import (
 //
 // The rings keep running meanwhile: the state is a consistent snapshot of
 // the tables at one instant, but requests after it are not in it.
-func dumpStateOnSignal(ctx context.Context, log *slog.Logger, srv *fuseproto.Server, pfs *passthrough.FS, path string) func() {
+func dumpStateOnSignal(ctx context.Context, log *slog.Logger, srv *fuseproto.Server, pfs *passthrough.FS, opts passthrough.ExportOptions, path string) func() {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGUSR1)
 	ctx, cancel := context.WithCancel(ctx)
@@ -32,7 +32,7 @@ func dumpStateOnSignal(ctx context.Context, log *slog.Logger, srv *fuseproto.Ser
 			case <-ctx.Done():
 				return
 			case <-sig:
-				n, err := dumpState(srv, pfs, path)
+				n, err := dumpState(srv, pfs, opts, path)
 				if err != nil {
 					log.Error("state dump failed", "path", path, "err", err)
 				} else {
@@ -48,14 +48,15 @@ func dumpStateOnSignal(ctx context.Context, log *slog.Logger, srv *fuseproto.Ser
 	}
 }
 
-// dumpState writes the state atomically (a reader never sees half of it)
-// and returns the number of inodes in it.
-func dumpState(srv *fuseproto.Server, pfs *passthrough.FS, path string) (int, error) {
+// dumpState writes the state, as a migration with opts would send it,
+// atomically (a reader never sees half of it) and returns the number of
+// inodes in it.
+func dumpState(srv *fuseproto.Server, pfs *passthrough.FS, opts passthrough.ExportOptions, path string) (int, error) {
 	sess, ok := srv.Session()
 	if !ok {
 		return 0, fmt.Errorf("no FUSE session yet: the guest has not mounted")
 	}
-	st, err := pfs.ExportState(passthrough.ExportOptions{Mode: migrate.FindPaths}, sess)
+	st, err := pfs.ExportState(opts, sess)
 	if err != nil {
 		return 0, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/migrate"
 	"github.com/ferryfs/ferryfs/passthrough"
 )
 
@@ -31,7 +32,7 @@ func TestStateDumpOnSignal(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 	// Before the guest mounted there is nothing to dump.
-	if _, err := dumpState(srv, pfs, dump); err == nil || !strings.Contains(err.Error(), "no FUSE session") {
+	if _, err := dumpState(srv, pfs, passthrough.ExportOptions{Mode: migrate.FindPaths}, dump); err == nil || !strings.Contains(err.Error(), "no FUSE session") {
 		t.Fatalf("dump before INIT: %v", err)
 	}
 	srv.SetSession(fuseproto.Session{Major: 7, Minor: 38, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1})
@@ -40,7 +41,7 @@ func TestStateDumpOnSignal(t *testing.T) {
 		t.Fatal(errno)
 	}
 
-	stop := dumpStateOnSignal(context.Background(), log, srv, pfs, dump)
+	stop := dumpStateOnSignal(context.Background(), log, srv, pfs, passthrough.ExportOptions{Mode: migrate.FindPaths}, dump)
 	defer stop()
 	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func TestStateDumpOnSignal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("inspect: %v\n%s", err, text)
 	}
-	if !strings.Contains(text, "inodes    2 (0 invalid)") || !strings.Contains(text, "/known") {
+	if !strings.Contains(text, "inodes    2 (0 invalid, 0 unlinked while open)") || !strings.Contains(text, "/known") {
 		t.Errorf("dumped state:\n%s", text)
 	}
 }
