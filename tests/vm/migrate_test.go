@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -13,8 +14,10 @@ import (
 // that its descriptors live through the migration. Before: a file held
 // open, a file held open in a directory then renamed, a hard-linked file
 // held open through the link that remains after the other is removed, a
-// read-write handle, a working directory, and a writer appending lines
-// through a held descriptor while the migration runs. It then touches
+// read-write handle, a file unlinked while held open, a file held open
+// while another is renamed over it, a working directory, and a writer
+// appending lines through a held descriptor while the migration runs. It
+// then touches
 // .ready and waits for the host's .migrated; after: everything is read and
 // written through the same descriptors on the destination. Each check
 // prints MIGRATE-OK or MIGRATE-MISMATCH; the exit status is 1 on any
@@ -29,6 +32,8 @@ echo held-content > held; exec 3<held
 mkdir d1; echo in-renamed-dir > d1/f; exec 4<d1/f; mv d1 d2
 echo linked > a; ln a b; exec 5<b; rm a
 echo rw-start > rw; exec 6<>rw
+echo unlinked-content > u; exec 8<>u; rm u
+echo replaced > r1; exec 9<r1; echo new > r2; mv r2 r1
 mkdir wd; echo wd-file > wd/x
 (
 	i=0; exec 7>>stream
@@ -52,13 +57,19 @@ check hardlink-handle "$(cat <&5)" linked
 check hardlink-nlink "$(stat -c %h /mnt/b)" 1
 echo rw-after >&6
 check rw-write "$(cat /mnt/rw)" rw-after
+check unlinked-handle "$(cat <&8)" unlinked-content
+check unlinked-nlink "$(stat -L -c %h /proc/self/fd/8)" 0
+echo unlinked-more >&8
+check unlinked-reopen "$(cat /proc/self/fd/8 | tr '\n' ' ')" "unlinked-content unlinked-more "
+check replaced-handle "$(cat <&9)" replaced
+check replaced-path "$(cat /mnt/r1)" new
 lines=$(wc -l < /mnt/stream)
 check stream-lines "$lines" "$(cat /mnt/stream.count)"
 check stream-order "$(awk '$2 != NR-1 { bad++ } END { print bad+0 }' /mnt/stream)" 0
 echo post > /mnt/post; check new-file "$(cat /mnt/post)" post
 check host-file "$(cat /mnt/.migrated)" from-host
-check readdir "$(ls -A /mnt | tr '\n' ' ')" ".migrated .ready b d2 held post rw stream stream.count wd "
-exec 3<&- 4<&- 5<&- 6<&-
+check readdir "$(ls -A /mnt | tr '\n' ' ')" ".migrated .ready b d2 held post r1 rw stream stream.count wd "
+exec 3<&- 4<&- 5<&- 6<&- 8<&- 9<&-
 echo "MIGRATE-LINES $lines"
 exit $fail
 `
@@ -66,19 +77,33 @@ exit $fail
 // TestGuestMigration live-migrates a guest from one ferryfs to another on
 // the same shared directory, in each migration mode, mid-workload, with
 // QEMU 10, and checks that the guest's open files, working directory and
-// ongoing writes carry on with zero mismatches.
+// ongoing writes carry on with zero mismatches. The files the guest removed
+// while holding them open stay in the hidden directory while it holds them
+// and are gone when it is done. The states of both daemons, the source's
+// before the migration and the destination's after it, pass ferryfs state
+// inspect and verify.
 func TestGuestMigration(t *testing.T) {
 	a := LoadAssets(t)
 	bin := BuildFerryfs(t)
 	for _, mode := range []string{"find-paths", "file-handles"} {
 		t.Run(mode, func(t *testing.T) {
+			dumps := t.TempDir()
+			srcDump, dstDump := filepath.Join(dumps, "source.state"), filepath.Join(dumps, "destination.state")
 			flags := []string{"--migration-mode=" + mode}
-			src, dst := startMigrationPair(t, a, Ferryfs{Binary: bin, Flags: flags}, Ferryfs{Binary: bin, Flags: flags}, migrationScript)
+			src, dst := startMigrationPair(t, a,
+				Ferryfs{Binary: bin, Flags: append(flags, "--state-dump="+srcDump)},
+				Ferryfs{Binary: bin, Flags: append(flags, "--state-dump="+dstDump)}, migrationScript)
+			shared := src.Run.SharedDir
+			checkStateFile(t, bin, src.Daemon, srcDump, shared, mode)
 			stats, err := dst.MigrateFrom(src)
 			if err != nil {
 				t.Fatalf("migration: %v\nsource daemon log:\n%s\ndestination daemon log:\n%s\ndestination QEMU:\n%s", err, src.Daemon.Log(), dst.Daemon.Log(), dst.proc.Log())
 			}
 			t.Logf("migration: total %s, downtime %s", stats.TotalTime, stats.Downtime)
+			checkStateFile(t, bin, dst.Daemon, dstDump, shared, mode)
+			if n := orphanCount(t, shared); n != 2 {
+				t.Errorf("%d files in %s while the guest holds the unlinked and the replaced file, want 2", n, orphanDir)
+			}
 			if err := os.WriteFile(filepath.Join(src.Run.SharedDir, ".migrated"), []byte("from-host\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -96,8 +121,53 @@ func TestGuestMigration(t *testing.T) {
 			if got, err := os.ReadFile(filepath.Join(src.Run.SharedDir, "rw")); err != nil || string(got) != "rw-after\n" {
 				t.Errorf("host's rw: %q, %v; want %q", got, err, "rw-after\n")
 			}
+			if n := orphanCount(t, shared); n != 0 {
+				t.Errorf("%d files left in %s after the guest closed them", n, orphanDir)
+			}
 		})
 	}
+}
+
+// orphanDir is where ferryfs keeps the files the guest removed while
+// holding them open (passthrough.OrphanDir).
+const orphanDir = ".ferryfs-orphans"
+
+func orphanCount(t *testing.T, shared string) int {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(shared, orphanDir))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// checkStateFile has the running daemon write its state (SIGUSR1 with
+// --state-dump=path) and runs ferryfs state inspect and state verify on
+// it, as an operator would: the state must be valid, hold the two files
+// unlinked while open, and every inode must be found under shared.
+func checkStateFile(t *testing.T, bin string, daemon *Process, path, shared, mode string) {
+	t.Helper()
+	os.Remove(path)
+	if err := syscall.Kill(daemon.Pid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no state dump at %s; daemon log:\n%s", path, daemon.Log())
+		}
+	}
+	out, err := exec.Command(bin, "state", "inspect", "--inodes", path).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "mode      "+mode) || !strings.Contains(string(out), "(0 invalid, 2 unlinked while open)") {
+		t.Errorf("ferryfs state inspect: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "state", "verify", "--shared-dir", shared, path).CombinedOutput()
+	if err != nil {
+		t.Errorf("ferryfs state verify: %v\n%s", err, out)
+	}
+	t.Logf("state verify: %s", strings.TrimSpace(string(out)))
 }
 
 // startMigrationPair starts a source (startMigrationSource) and a
@@ -162,8 +232,8 @@ func checkMigrationScript(t *testing.T, res *Result) {
 			t.Log(line)
 		}
 	}
-	if oks != 12 || res.Commands[0].ExitCode != 0 {
-		t.Errorf("%d checks passed, want 12; guest script exit status %d", oks, res.Commands[0].ExitCode)
+	if oks != 17 || res.Commands[0].ExitCode != 0 {
+		t.Errorf("%d checks passed, want 17; guest script exit status %d", oks, res.Commands[0].ExitCode)
 		res.LogDetails(t)
 	}
 }
