@@ -148,6 +148,8 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"unlinked in a subdirectory", mutate(func(s *State) { s.Inodes[3].Unlinked = true; s.Inodes[3].Name = "h/x" }), "an unlinked file must be"},
 		{"unlinked with one component", mutate(func(s *State) { s.Inodes[4].Unlinked = true }), "an unlinked file must be"},
 		{"unlinked three deep", mutate(func(s *State) { s.Inodes[4].Unlinked, s.Inodes[4].Name = true, "h/x/y" }), "an unlinked file must be"},
+		{"gone without reason", mutate(func(s *State) { s.Inodes[4].Gone = true }), "gone, but no reason given"},
+		{"open yet gone", mutate(func(s *State) { s.Inodes[3].Gone, s.Inodes[3].Invalid = true, "removed" }), "open, yet marked gone"},
 		{"empty handle to verify a path by", mutate(func(s *State) { s.Inodes[2].Handle = &FileHandle{Type: 1} }), "invalid file handle to verify its path by"},
 	}...)
 	for _, tt := range tests {

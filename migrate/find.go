@@ -14,6 +14,9 @@ type Missing struct {
 	// Where is the inode's path or a description of its file handle.
 	Where string
 	Err   error
+	// Gone says the source marked it removed on the host (Inode.Gone): a
+	// destination installs it as lost without failing the migration.
+	Gone bool
 }
 
 // Verify reports the inodes of s that a destination serving the shared
@@ -35,7 +38,7 @@ func Verify(s *State, rootFD int) []Missing {
 		}
 		where := Describe(i, paths)
 		if i.Invalid != "" {
-			missing = append(missing, Missing{ID: i.ID, Where: where, Err: fmt.Errorf("the source could not describe it: %s", i.Invalid)})
+			missing = append(missing, Missing{ID: i.ID, Where: where, Err: fmt.Errorf("the source could not describe it: %s", i.Invalid), Gone: i.Gone})
 			continue
 		}
 		var fd int

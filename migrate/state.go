@@ -161,6 +161,12 @@ type Inode struct {
 	// Invalid says why the source could not describe the object; the
 	// destination fails it (guest-error) or the migration (abort).
 	Invalid string `msgpack:"invalid,omitempty"`
+	// Gone qualifies Invalid: the object was removed on the host and the
+	// guest holds no handle of it, only a cached entry, which the source
+	// would answer with ENOENT at its next lookup too. A destination
+	// installs it as lost (ESTALE) without failing the migration, even
+	// with abort: nothing the guest could still reach is lost.
+	Gone bool `msgpack:"gone,omitempty"`
 }
 
 // FileHandle is a file handle from name_to_handle_at with the mount it
@@ -234,6 +240,9 @@ func (s *State) Validate() error {
 		if i.ID != RootID && i.Lookups == 0 && i.Invalid == "" {
 			bad("inode %d has no lookups: the guest does not know it", i.ID)
 		}
+		if i.Gone && i.Invalid == "" {
+			bad("inode %d: gone, but no reason given", i.ID)
+		}
 		if i.Invalid != "" {
 			continue
 		}
@@ -303,8 +312,10 @@ func (s *State) Validate() error {
 		if h.ID >= s.NextHandle {
 			bad("handle id %d not below the next handle id %d", h.ID, s.NextHandle)
 		}
-		if _, ok := byID[h.Node]; !ok {
+		if i, ok := byID[h.Node]; !ok {
 			bad("handle %d: node %d is not in the state", h.ID, h.Node)
+		} else if i.Gone {
+			bad("handle %d: node %d is open, yet marked gone", h.ID, h.Node)
 		}
 	}
 	return errors.Join(errs...)

@@ -151,6 +151,9 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 			}
 			if err != nil {
 				mi.Invalid = err.Error()
+				// Without a handle the guest only has it cached, and
+				// the source too would tell it the name is gone.
+				mi.Gone = err == errRemovedOnHost && !fs.store.IsOpen(i.Key)
 				break
 			}
 			rel[i.ID] = p
@@ -262,7 +265,7 @@ func (fs *FS) pathOf(i *inodestore.Inode, root exportRoot, opts ExportOptions) (
 		return "", nil, fmt.Errorf("statx: %w", err)
 	}
 	if stx.Nlink == 0 {
-		return "", nil, fmt.Errorf("unlinked on the host: it has no path")
+		return "", nil, errRemovedOnHost
 	}
 	link, err := fs.readLink(pfd.FD)
 	if err != nil {
@@ -324,6 +327,9 @@ func (fs *FS) orphanPath(i *inodestore.Inode, p string, root exportRoot, opts Ex
 	}
 	return h, nil
 }
+
+// errRemovedOnHost is pathOf's answer for an object without a name left.
+var errRemovedOnHost = errors.New("removed on the host: it has no path")
 
 // deletedSuffix is how a /proc/self/fd link marks a name that was
 // removed.

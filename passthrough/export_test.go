@@ -86,8 +86,8 @@ func TestExportState(t *testing.T) {
 					if i := byID[uint64(deep)]; i.Parent != uint64(a) || i.Name != "b/c/deep" {
 						t.Errorf("deep: parent %d name %q, want %d b/c/deep", i.Parent, i.Name, a)
 					}
-					if i := byID[uint64(gone)]; !strings.Contains(i.Invalid, "unlinked") {
-						t.Errorf("unlinked file: %+v, want it marked", i)
+					if i := byID[uint64(gone)]; !strings.Contains(i.Invalid, "removed on the host") || !i.Gone {
+						t.Errorf("file removed on the host: %+v, want it marked invalid and gone", i)
 					}
 				}
 				root, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)

@@ -31,6 +31,10 @@ type ImportReport struct {
 	LostInodes, LostHandles int
 	// Lost says why, one error per lost inode, then per lost handle.
 	Lost []error
+	// GoneInodes counts the inodes the source marked gone (removed on
+	// the host, nothing open) that were not found either: installed as
+	// lost whatever OnError says, and not counted in LostInodes.
+	GoneInodes int
 }
 
 // ImportState rebuilds, in a file system that has served nothing yet, what
@@ -46,7 +50,9 @@ type ImportReport struct {
 // when the source sent its file handle, as another object, or that the
 // source marked invalid, is lost; so is every inode below a lost directory,
 // every handle on a lost inode, and every handle that cannot be re-opened.
-// With migrate.Abort anything lost is an error and nothing is applied.
+// With migrate.Abort anything lost is an error and nothing is applied,
+// except an inode the source marked gone (removed on the host while the
+// guest had it only cached), which is installed as lost in either mode.
 // With migrate.GuestError everything else is restored and each lost inode
 // and handle is installed under its id, answering the guest with an errno:
 // ESTALE for an object gone or replaced, EACCES or EPERM as the host
@@ -94,7 +100,7 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 	for k := range st.Inodes {
 		im.find(&st.Inodes[k], 0)
 	}
-	var inodeErrs []error
+	var inodeErrs, goneErrs []error
 	if len(im.lost) > 0 {
 		var paths map[uint64]string
 		if st.Mode == migrate.FindPaths {
@@ -102,7 +108,12 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 		}
 		for k := range st.Inodes {
 			i := &st.Inodes[k]
-			if le := im.lost[i.ID]; le != nil {
+			le := im.lost[i.ID]
+			switch {
+			case le == nil:
+			case i.Gone:
+				goneErrs = append(goneErrs, fmt.Errorf("inode %d: %w", i.ID, le))
+			default:
 				inodeErrs = append(inodeErrs, fmt.Errorf("inode %d (%s): %w", i.ID, migrate.Describe(i, paths), le))
 			}
 		}
@@ -174,7 +185,10 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 	s := st.Session
 	rep.Session = fuseproto.Session{Major: s.Major, Minor: s.Minor, Flags: s.Flags, MaxWrite: s.MaxWrite,
 		MaxReadahead: s.MaxReadahead, MaxPages: s.MaxPages, TimeGran: s.TimeGran}
-	rep.LostInodes, rep.LostHandles = len(inodeErrs), len(handleErrs)
+	rep.LostInodes, rep.LostHandles, rep.GoneInodes = len(inodeErrs), len(handleErrs), len(goneErrs)
+	if len(goneErrs) > 0 {
+		fs.log.Info("migration: inodes removed on the host before the migration stay gone", "inodes", len(goneErrs), "first", goneErrs[0])
+	}
 	rep.Lost = append(inodeErrs, handleErrs...)
 	fs.logLost(rep)
 	fs.resume(s.Flags)

@@ -417,3 +417,41 @@ func TestImportVerifyHandles(t *testing.T) {
 		})
 	}
 }
+
+// TestImportGone: an inode the guest only had cached when the host removed
+// it is marked gone by a find-paths source, and even with abort the
+// destination migrates everything else and answers that inode with ESTALE.
+// Had the guest held it open, it is not gone, and abort refuses the state.
+func TestImportGone(t *testing.T) {
+	forEachMode(t, Options{}, func(t *testing.T, src *FS, dir string) {
+		writeHostFile(t, filepath.Join(dir, "cached"), "c")
+		writeHostFile(t, filepath.Join(dir, "held"), "h")
+		writeHostFile(t, filepath.Join(dir, "kept"), "k")
+		cached := mustLookup(t, src, fuseproto.RootID, "cached")
+		held := mustLookup(t, src, fuseproto.RootID, "held")
+		kept := mustLookup(t, src, fuseproto.RootID, "kept")
+		fh, errno := open(t, src, held, unix.O_RDONLY)
+		if errno != 0 {
+			t.Fatal(errno)
+		}
+		os.Remove(filepath.Join(dir, "cached"))
+		st := exportFor(t, src, ExportOptions{Mode: migrate.FindPaths})
+		dst := newDest(t, src, dir)
+		if _, err := dst.ImportState(st, ImportOptions{OnError: migrate.Abort}); err != nil {
+			t.Fatalf("abort import with only a gone inode: %v", err)
+		}
+		if errno := getattr(dst, cached); errno != syscall.ESTALE {
+			t.Errorf("getattr of the gone inode: %v, want ESTALE", errno)
+		}
+		if errno := getattr(dst, kept); errno != 0 {
+			t.Errorf("getattr of a kept inode: %v", errno)
+		}
+		release(dst, held, fh)
+
+		os.Remove(filepath.Join(dir, "held"))
+		st = exportFor(t, src, ExportOptions{Mode: migrate.FindPaths})
+		if _, err := newDest(t, src, dir).ImportState(st, ImportOptions{OnError: migrate.Abort}); err == nil || !strings.Contains(err.Error(), "1 of 4 inodes not found") {
+			t.Fatalf("abort import with an open file removed on the host: %v, want a refusal for that one inode", err)
+		}
+	})
+}

@@ -18,7 +18,7 @@ func writeState(t *testing.T) string {
 		Mode:       migrate.FindPaths,
 		Session:    migrate.Session{Major: 7, Minor: 38, Flags: 0x1, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1},
 		Options:    migrate.Options{Cache: "auto", Xattr: true},
-		NextNode:   7,
+		NextNode:   8,
 		NextHandle: 3,
 		Inodes: []migrate.Inode{
 			{ID: 1, Lookups: 1, Type: 0o040000},
@@ -27,6 +27,7 @@ func writeState(t *testing.T) string {
 			{ID: 4, Lookups: 2, Type: 0o100000, Parent: 2, Name: "c"},
 			{ID: 5, Lookups: 1, Type: 0o100000, Invalid: "unlinked on the host: it has no path"},
 			{ID: 6, Lookups: 1, Type: 0o100000, Parent: 1, Name: ".ferryfs-orphans/x-1", Unlinked: true},
+			{ID: 7, Lookups: 1, Type: 0o100000, Invalid: "removed on the host: it has no path", Gone: true},
 		},
 		Handles: []migrate.Handle{{ID: 1, Node: 4, Flags: 2, GuestFlags: 2}, {ID: 2, Node: 6}},
 	}
@@ -47,7 +48,7 @@ func TestStateInspect(t *testing.T) {
 	if err != nil {
 		t.Fatalf("inspect: %v\n%s", err, out)
 	}
-	for _, want := range []string{"version 1", "find-paths", "FUSE 7.38", "inodes    6 (1 invalid, 1 unlinked while open)", "handles   2",
+	for _, want := range []string{"version 1", "find-paths", "FUSE 7.38", "inodes    7 (2 invalid, 1 unlinked while open)", "handles   2",
 		"/a/c", "INVALID: unlinked on the host", "unlinked, kept as /.ferryfs-orphans/x-1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
@@ -61,7 +62,7 @@ func TestStateInspect(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("JSON: %v\n%s", err, out)
 	}
-	if r.InodeCount != 6 || r.Invalid != 1 || r.Unlinked != 1 || r.Inodes[3].Where != "/a/c" || r.Inodes[3].Handles != 1 || !r.Inodes[5].Unlinked {
+	if r.InodeCount != 7 || r.Invalid != 2 || r.Unlinked != 1 || r.Inodes[3].Where != "/a/c" || r.Inodes[3].Handles != 1 || !r.Inodes[5].Unlinked {
 		t.Errorf("JSON report %+v", r)
 	}
 
@@ -85,7 +86,7 @@ func TestStateVerify(t *testing.T) {
 		t.Fatalf("verify: %v, want the problems exit\n%s", err, out)
 	}
 	for _, want := range []string{"missing inode 4 (/a/c): found a directory, the guest knows a regular file",
-		"missing inode 5 (no location)", "4 of 6 inodes found"} {
+		"missing inode 5 (no location)", "gone inode 7", "4 of 7 inodes found"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("verify output lacks %q:\n%s", want, out)
 		}
@@ -93,7 +94,31 @@ func TestStateVerify(t *testing.T) {
 	os.Remove(filepath.Join(dir, "a", "c"))
 	os.WriteFile(filepath.Join(dir, "a", "c"), nil, 0o644)
 	out, _ = run(t, "state", "verify", "--shared-dir", dir, path)
-	if !strings.Contains(out, "5 of 6 inodes found") {
+	if !strings.Contains(out, "5 of 7 inodes found") {
 		t.Errorf("verify after the fix:\n%s", out)
 	}
+	// Only a gone inode left missing: the migration would go on.
+	s, err := migrate.Unmarshal(mustRead(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Inodes[4].Invalid, s.Inodes[4].Parent, s.Inodes[4].Name = "", 1, "e"
+	os.WriteFile(filepath.Join(dir, "e"), nil, 0o644)
+	b, err := migrate.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(path, b, 0o600)
+	if out, err := run(t, "state", "verify", "--shared-dir", dir, path); err != nil || !strings.Contains(out, "6 of 7 inodes found") {
+		t.Errorf("verify with only a gone inode missing: %v\n%s", err, out)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
