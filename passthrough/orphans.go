@@ -190,14 +190,21 @@ func (fs *FS) removeKeepingOpen(dirFD int, name string, remove func() error) err
 	if fs.store.HandleCount() == 0 {
 		return remove()
 	}
+	// One statx by name first: most removals are of files nobody holds
+	// open, and they need no descriptor. name is one checked component,
+	// and its last (only) component is not followed.
+	var stx unix.Statx_t
+	if err := unix.Statx(dirFD, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_SYNC_AS_STAT, inodestore.StatxMask, &stx); err != nil ||
+		stx.Mode&unix.S_IFMT != unix.S_IFREG || stx.Nlink != 1 || !fs.store.IsOpen(inodestore.KeyOf(&stx)) {
+		return remove()
+	}
 	fd, err := openBeneath(dirFD, name, unix.O_PATH, 0)
 	if err != nil {
 		return remove() // gone or unreachable: remove says which
 	}
 	defer unix.Close(fd)
-	var stx unix.Statx_t
 	if err := statxFD(fd, &stx); err != nil || stx.Mode&unix.S_IFMT != unix.S_IFREG || stx.Nlink != 1 {
-		return remove()
+		return remove() // replaced or linked since
 	}
 	key := inodestore.KeyOf(&stx)
 	o := fs.orphans
