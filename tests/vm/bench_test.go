@@ -40,18 +40,8 @@ var benchGroups = []benchGroup{
 // FERRYFS_BENCH_FLAGS adds flags to both daemons (default --cache=auto).
 func BenchmarkGuestVsVirtiofsd(b *testing.B) {
 	RequireVM(b)
-	rounds := 3
-	if s := os.Getenv("FERRYFS_BENCH_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			b.Fatalf("FERRYFS_BENCH_ROUNDS=%q: want a positive number", s)
-		}
-		rounds = n
-	}
-	flags := strings.Fields(os.Getenv("FERRYFS_BENCH_FLAGS"))
-	if len(flags) == 0 {
-		flags = []string{"--cache=auto"}
-	}
+	rounds := benchRounds(b)
+	flags := benchFlags("--cache=auto")
 	a := LoadAssets(b)
 	files := GuestBinaries(b)
 	daemons := []Daemon{
@@ -112,6 +102,30 @@ func bootBench(b *testing.B, a *Assets, files map[string]string, d Daemon, g ben
 		b.Fatalf("%s, %s: the workload failed:\n%s", d.Name(), g.name, res.Console)
 	}
 	return res
+}
+
+// benchRounds returns FERRYFS_BENCH_ROUNDS, the number of rounds of a
+// comparison (default 3).
+func benchRounds(b *testing.B) int {
+	b.Helper()
+	s := os.Getenv("FERRYFS_BENCH_ROUNDS")
+	if s == "" {
+		return 3
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		b.Fatalf("FERRYFS_BENCH_ROUNDS=%q: want a positive number", s)
+	}
+	return n
+}
+
+// benchFlags returns the daemon flags FERRYFS_BENCH_FLAGS sets, or
+// defaults when it is unset or empty.
+func benchFlags(defaults ...string) []string {
+	if flags := strings.Fields(os.Getenv("FERRYFS_BENCH_FLAGS")); len(flags) > 0 {
+		return flags
+	}
+	return defaults
 }
 
 func printRatio(name string, a, v float64) {

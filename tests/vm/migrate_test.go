@@ -174,47 +174,58 @@ func checkStateFile(t *testing.T, bin string, daemon *Process, path, shared, mod
 // destination on the same shared directory (startMigrationDestination).
 func startMigrationPair(t *testing.T, a *Assets, srcDaemon, dstDaemon Daemon, script string) (src, dst *Machine) {
 	t.Helper()
-	src = startMigrationSource(t, a, srcDaemon, script)
+	src = startMigrationSource(t, NewRun(t, a, ""), srcDaemon, script)
 	return src, startMigrationDestination(t, src, src.Run.SharedDir, dstDaemon)
 }
 
-// startMigrationSource boots a guest running script against daemon and
-// waits until the guest says it is ready (.ready in the shared directory).
-func startMigrationSource(t *testing.T, a *Assets, daemon Daemon, script string) *Machine {
+// startMigrationSource boots a guest of run running script against daemon
+// and waits until the guest says it is ready (.ready in the shared
+// directory).
+func startMigrationSource(t testing.TB, run *Run, daemon Daemon, script string) *Machine {
 	t.Helper()
-	run := NewRun(t, a, "")
 	src, err := Start(t, BootOptions{Run: run, Daemon: daemon, Commands: []string{script}, MemMiB: 512,
-		QMPSocket: run.Path("qmp.sock"), Timeout: 8 * time.Minute})
+		QMPSocket: run.Path("qmp.sock"), Timeout: 10 * time.Minute})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: starting the source: %v", daemon.Name(), err)
 	}
 	ready := filepath.Join(run.SharedDir, ".ready")
-	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		if _, err := os.Stat(ready); err == nil {
 			return src
 		}
 		if time.Now().After(deadline) || src.proc.Exited() {
-			t.Fatalf("the guest never got ready; console:\n%s\ndaemon log:\n%s", src.Console(), src.Daemon.Log())
+			t.Fatalf("%s: the guest never got ready; console:\n%s\ndaemon log:\n%s", daemon.Name(), src.Console(), src.Daemon.Log())
 		}
 	}
 }
 
 // startMigrationDestination starts the QEMU that waits for src's guest,
 // with the same machine, against daemon serving sharedDir.
-func startMigrationDestination(t *testing.T, src *Machine, sharedDir string, daemon Daemon) *Machine {
+func startMigrationDestination(t testing.TB, src *Machine, sharedDir string, daemon Daemon) *Machine {
 	t.Helper()
 	run := NewRun(t, src.Run.Assets, sharedDir)
 	opts := src.opts
-	// Another QMP socket name than the source's: QEMU runs in a chroot
-	// where both are /e2e/NAME, and waiting for the socket goes by that
-	// path.
-	opts.Run, opts.Daemon, opts.QMPSocket, opts.Incoming = run, daemon, run.Path("qmp-destination.sock"), true
+	// Other socket names than the source's: QEMU and virtiofsd run in a
+	// chroot where both are /e2e/NAME, and waiting for a socket goes by
+	// that path.
+	opts.Run, opts.Daemon, opts.QMPSocket, opts.Incoming = run, destinationDaemon{daemon}, run.Path("qmp-destination.sock"), true
 	dst, err := Start(t, opts)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: starting the destination: %v", daemon.Name(), err)
 	}
 	return dst
 }
+
+// destinationDaemon is a Daemon under another name, for the destination
+// of a migration: Start names the vhost-user socket after the daemon, and
+// a chrooted daemon (virtiofsd) binds it as /e2e/NAME.sock, the same path
+// the source's has in its own mount namespace. Waiting for the socket goes
+// by that path in /proc/net/unix, so with the same name it would find the
+// source's socket.
+type destinationDaemon struct{ Daemon }
+
+// Name implements Daemon.
+func (d destinationDaemon) Name() string { return d.Daemon.Name() + "-destination" }
 
 // checkMigrationScript asserts that migrationScript passed every check on
 // the destination.
@@ -265,7 +276,7 @@ func TestGuestMigrationMissingFile(t *testing.T) {
 	bin := BuildFerryfs(t)
 	for _, onError := range []string{"abort", "guest-error"} {
 		t.Run(onError, func(t *testing.T) {
-			src := startMigrationSource(t, a, Ferryfs{Binary: bin}, missingFileScript)
+			src := startMigrationSource(t, NewRun(t, a, ""), Ferryfs{Binary: bin}, missingFileScript)
 			srcRun := src.Run
 			// The destination host's copy, without the file.
 			copyDir := filepath.Join(t.TempDir(), "copy")
