@@ -14,8 +14,12 @@ type RestoredInode struct {
 	ID      fuseproto.NodeID
 	Lookups uint64
 	// FD is an O_PATH descriptor of the object; Restore takes it over.
-	// It is -1 for a lost inode.
+	// It is -1 for a lost inode, and for one described by Handle.
 	FD int
+	// Handle and Key describe an object found without keeping its
+	// descriptor (see Unpin); Mode then holds its type.
+	Handle *FileHandle
+	Key    Key
 	// Lost, when not 0, marks an inode that could not be found again
 	// (--migration-on-error=guest-error). It keeps its node id and lookup
 	// count, so the guest's FORGETs still balance, but refers to no host
@@ -24,7 +28,7 @@ type RestoredInode struct {
 	// working inode.
 	Lost unix.Errno
 	// Mode is the S_IFMT bits the source knew, for a lost inode: there is
-	// no object to ask. Ignored otherwise.
+	// no object to ask; or the object's, with Handle. Ignored otherwise.
 	Mode uint32
 }
 
@@ -174,8 +178,31 @@ func lostInode(in RestoredInode) *Inode {
 	return i
 }
 
+// Unpin prepares the object open at fd, whose statx is stx, for Restore
+// without its descriptor, so that a destination restoring millions of
+// inodes need not hold a descriptor for each until Restore: when this
+// store references the object by file handle, Unpin closes fd and returns
+// the RestoredInode fields that describe it (Handle, Key, Mode, FD -1).
+// When the store would reference it by descriptor, it returns ok false and
+// leaves fd alone.
+func (s *Store) Unpin(fd int, stx *unix.Statx_t) (in RestoredInode, ok bool, err error) {
+	mode := uint32(stx.Mode) & unix.S_IFMT
+	h, err := s.handleFor(fd, mode)
+	if err != nil || h == nil {
+		return in, false, err
+	}
+	unix.Close(fd)
+	return RestoredInode{FD: -1, Handle: h, Key: KeyOf(stx), Mode: mode}, true, nil
+}
+
 // restoredInode builds the inode for in, as Insert would for a lookup.
 func (s *Store) restoredInode(in RestoredInode) (*Inode, error) {
+	if in.FD < 0 && in.Handle != nil {
+		i := &Inode{ID: in.ID, Key: in.Key, Mode: in.Mode & unix.S_IFMT, Handle: in.Handle, handleKey: in.Handle.mapKey(),
+			fd: -1, cachedFD: -1, lookups: in.Lookups}
+		i.refs.Store(1) // the table's
+		return i, nil
+	}
 	var stx unix.Statx_t
 	if err := statxFD(in.FD, &stx); err != nil {
 		unix.Close(in.FD)

@@ -78,15 +78,24 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 	defer rootPFD.Close()
 
 	im := &importer{
-		fs:      fs,
-		st:      st,
-		byID:    make(map[uint64]*migrate.Inode, len(st.Inodes)),
-		fds:     map[uint64]int{migrate.RootID: rootPFD.FD},
-		lost:    map[uint64]*lostError{},
-		mountFD: -1,
+		fs:       fs,
+		st:       st,
+		byID:     make(map[uint64]*migrate.Inode, len(st.Inodes)),
+		fds:      map[uint64]int{migrate.RootID: rootPFD.FD},
+		unpinned: make(map[uint64]inodestore.RestoredInode),
+		keep:     make(map[uint64]bool),
+		lost:     map[uint64]*lostError{},
+		mountFD:  -1,
 	}
 	for k := range st.Inodes {
-		im.byID[st.Inodes[k].ID] = &st.Inodes[k]
+		i := &st.Inodes[k]
+		im.byID[i.ID] = i
+		if st.Mode == migrate.FindPaths && i.Type == unix.S_IFDIR {
+			im.keep[i.ID] = true // a parent to resolve names in
+		}
+	}
+	for _, h := range st.Handles {
+		im.keep[h.Node] = true // to re-open the handle through
 	}
 	if st.Mode == migrate.FileHandles {
 		// open_by_handle_at wants a real descriptor on the mount.
@@ -151,7 +160,12 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 	// ours: they are recorded once nothing can fail any more.
 	orphans := make(map[inodestore.Key]string)
 	for _, i := range st.Inodes {
-		if fd, ok := im.fds[i.ID]; ok && i.Unlinked && im.lost[i.ID] == nil {
+		if !i.Unlinked || im.lost[i.ID] != nil {
+			continue
+		}
+		if ri, ok := im.unpinned[i.ID]; ok {
+			orphans[ri.Key] = i.Name
+		} else if fd, ok := im.fds[i.ID]; ok {
 			var stx unix.Statx_t
 			if err := statxFD(fd, &stx); err == nil {
 				orphans[inodestore.KeyOf(&stx)] = i.Name
@@ -167,7 +181,11 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 		case le != nil:
 			ri.Lost, ri.Mode = le.errno, i.Type
 		default:
-			ri.FD = im.fds[i.ID]
+			if u, ok := im.unpinned[i.ID]; ok {
+				ri.Handle, ri.Key, ri.Mode = u.Handle, u.Key, u.Mode
+			} else {
+				ri.FD = im.fds[i.ID]
+			}
 		}
 		inodes = append(inodes, ri)
 	}
@@ -252,9 +270,18 @@ type importer struct {
 	fs   *FS
 	st   *migrate.State
 	byID map[uint64]*migrate.Inode
-	// fds holds an O_PATH descriptor of each inode found; the root's is
-	// the store's own.
+	// fds holds an O_PATH descriptor of each inode found and kept; the
+	// root's is the store's own.
 	fds map[uint64]int
+	// unpinned holds the inodes found whose descriptors were let go
+	// (inodestore.Store.Unpin): all but those in keep, when the store
+	// references objects by file handle. A guest may know millions of
+	// inodes; the daemon may not hold a descriptor for each.
+	unpinned map[uint64]inodestore.RestoredInode
+	// keep marks the inodes whose descriptors the import needs: the
+	// directories names are resolved in (find-paths) and the nodes of
+	// open handles.
+	keep map[uint64]bool
 	// lost holds why each inode not found was not.
 	lost map[uint64]*lostError
 	// mountFD is the shared directory's mount, in file-handles mode.
@@ -267,10 +294,26 @@ func (im *importer) find(i *migrate.Inode, depth int) (int, *lostError) {
 	if fd, ok := im.fds[i.ID]; ok {
 		return fd, nil
 	}
+	if _, ok := im.unpinned[i.ID]; ok {
+		return -1, nil // neither a parent nor open: its descriptor is not needed
+	}
 	if le, ok := im.lost[i.ID]; ok {
 		return -1, le
 	}
-	fd, le := im.open(i, depth)
+	var stx unix.Statx_t
+	fd, le := im.open(i, depth, &stx)
+	if le == nil && !im.keep[i.ID] {
+		var ri inodestore.RestoredInode
+		var ok bool
+		var err error
+		if ri, ok, err = im.fs.store.Unpin(fd, &stx); err != nil {
+			unix.Close(fd)
+			le = hostLost(err)
+		} else if ok {
+			im.unpinned[i.ID] = ri
+			return -1, nil
+		}
+	}
 	if le != nil {
 		im.lost[i.ID] = le
 		return -1, le
@@ -279,7 +322,7 @@ func (im *importer) find(i *migrate.Inode, depth int) (int, *lostError) {
 	return fd, nil
 }
 
-func (im *importer) open(i *migrate.Inode, depth int) (int, *lostError) {
+func (im *importer) open(i *migrate.Inode, depth int, stx *unix.Statx_t) (int, *lostError) {
 	if i.Invalid != "" {
 		return -1, staleLost(fmt.Errorf("the source could not describe it: %s", i.Invalid))
 	}
@@ -318,7 +361,7 @@ func (im *importer) open(i *migrate.Inode, depth int) (int, *lostError) {
 	if err != nil {
 		return -1, hostLost(err)
 	}
-	if le := im.check(fd, i); le != nil {
+	if le := im.check(fd, i, stx); le != nil {
 		unix.Close(fd)
 		return -1, le
 	}
@@ -327,10 +370,9 @@ func (im *importer) open(i *migrate.Inode, depth int) (int, *lostError) {
 
 // check makes sure the object open at fd is the source's: of its type and,
 // when the source sent its file handle along with its path, with that
-// handle.
-func (im *importer) check(fd int, i *migrate.Inode) *lostError {
-	var stx unix.Statx_t
-	if err := statxFD(fd, &stx); err != nil {
+// handle. It fills stx with the object's statx.
+func (im *importer) check(fd int, i *migrate.Inode, stx *unix.Statx_t) *lostError {
+	if err := statxFD(fd, stx); err != nil {
 		return hostLost(fmt.Errorf("statx: %w", err))
 	}
 	if t := uint32(stx.Mode) & unix.S_IFMT; t != i.Type {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/inodestore"
 	"github.com/ferryfs/ferryfs/migrate"
 )
 
@@ -454,4 +456,49 @@ func TestImportGone(t *testing.T) {
 			t.Fatalf("abort import with an open file removed on the host: %v, want a refusal for that one inode", err)
 		}
 	})
+}
+
+// TestImportHoldsNoDescriptorPerInode: with file handles a destination
+// holds descriptors only for the directories it resolves names in and the
+// files the guest holds open, not one per inode the guest knows, so a guest
+// that knows millions of inodes migrates within the descriptor limit.
+func TestImportHoldsNoDescriptorPerInode(t *testing.T) {
+	requireRoot(t)
+	const files = 2000
+	for _, mode := range []migrate.Mode{migrate.FindPaths, migrate.FileHandles} {
+		t.Run(string(mode), func(t *testing.T) {
+			src, dir := newFS(t, Options{InodeFileHandles: inodestore.FileHandlesMandatory})
+			if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for k := range files {
+				writeHostFile(t, filepath.Join(dir, "d", strconv.Itoa(k)), "")
+			}
+			d := mustLookup(t, src, fuseproto.RootID, "d")
+			for k := range files {
+				mustLookup(t, src, d, strconv.Itoa(k))
+			}
+			st := exportFor(t, src, ExportOptions{Mode: mode})
+			dst := newDest(t, src, dir)
+			before := openFDs(t)
+			if _, err := dst.ImportState(st, ImportOptions{OnError: migrate.Abort}); err != nil {
+				t.Fatal(err)
+			}
+			if grown := openFDs(t) - before; grown > 50 {
+				t.Errorf("the import left %d more descriptors open for %d inodes", grown, files+1)
+			}
+			if errno := getattr(dst, d+files); errno != 0 {
+				t.Errorf("getattr of the last file: %v", errno)
+			}
+		})
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
