@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"slices"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ferryfs/ferryfs/fuseproto"
 )
 
@@ -20,6 +22,9 @@ type HandleEntry struct {
 	Node       fuseproto.NodeID
 	Flags      int
 	GuestFlags uint32
+	// Lost is the errno of a handle a migration could not re-open, 0 for
+	// a usable one.
+	Lost unix.Errno
 }
 
 // Snapshot is a consistent list of the store's inodes and handles, for
@@ -47,7 +52,7 @@ func (s *Store) Snapshot() *Snapshot {
 	snap.NextNode = s.nextID
 	snap.Handles = make([]HandleEntry, 0, len(s.handles))
 	for _, h := range s.handles {
-		snap.Handles = append(snap.Handles, HandleEntry{ID: h.ID, Node: h.Inode.ID, Flags: h.Flags, GuestFlags: h.GuestFlags})
+		snap.Handles = append(snap.Handles, HandleEntry{ID: h.ID, Node: h.Inode.ID, Flags: h.Flags, GuestFlags: h.GuestFlags, Lost: h.lost})
 	}
 	snap.NextHandle = s.nextHandle + 1
 	s.handlesMu.RUnlock()

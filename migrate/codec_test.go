@@ -148,7 +148,11 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"unlinked in a subdirectory", mutate(func(s *State) { s.Inodes[3].Unlinked = true; s.Inodes[3].Name = "h/x" }), "an unlinked file must be"},
 		{"unlinked with one component", mutate(func(s *State) { s.Inodes[4].Unlinked = true }), "an unlinked file must be"},
 		{"unlinked three deep", mutate(func(s *State) { s.Inodes[4].Unlinked, s.Inodes[4].Name = true, "h/x/y" }), "an unlinked file must be"},
-		{"gone without reason", mutate(func(s *State) { s.Inodes[4].Gone = true }), "gone, but no reason given"},
+		{"gone without reason", mutate(func(s *State) { s.Inodes[4].Gone = true }), "gone or lost, but no reason given"},
+		{"lost without reason", mutate(func(s *State) { s.Inodes[4].Lost = 116 }), "gone or lost, but no reason given"},
+		{"lost with no errno", mutate(func(s *State) { s.Inodes[4].Lost, s.Inodes[4].Invalid = 1 << 20, "lost" }), "not an errno"},
+		{"handle lost with no errno", mutate(func(s *State) { s.Handles[0].Lost = 5000 }), "not an errno"},
+		{"open on a lost inode", mutate(func(s *State) { s.Inodes[3].Lost, s.Inodes[3].Invalid = 116, "lost" }), "yet the handle was not"},
 		{"open yet gone", mutate(func(s *State) { s.Inodes[3].Gone, s.Inodes[3].Invalid = true, "removed" }), "open, yet marked gone"},
 		{"empty handle to verify a path by", mutate(func(s *State) { s.Inodes[2].Handle = &FileHandle{Type: 1} }), "invalid file handle to verify its path by"},
 	}...)

@@ -14,9 +14,10 @@ type Missing struct {
 	// Where is the inode's path or a description of its file handle.
 	Where string
 	Err   error
-	// Gone says the source marked it removed on the host (Inode.Gone): a
-	// destination installs it as lost without failing the migration.
-	Gone bool
+	// LostAtSource says the source could no longer reach it either
+	// (Inode.LostAtSource): a destination installs it as lost without
+	// failing the migration.
+	LostAtSource bool
 }
 
 // Verify reports the inodes of s that a destination serving the shared
@@ -38,7 +39,7 @@ func Verify(s *State, rootFD int) []Missing {
 		}
 		where := Describe(i, paths)
 		if i.Invalid != "" {
-			missing = append(missing, Missing{ID: i.ID, Where: where, Err: fmt.Errorf("the source could not describe it: %s", i.Invalid), Gone: i.Gone})
+			missing = append(missing, Missing{ID: i.ID, Where: where, Err: fmt.Errorf("the source could not describe it: %s", i.Invalid), LostAtSource: i.LostAtSource()})
 			continue
 		}
 		var fd int

@@ -167,7 +167,19 @@ type Inode struct {
 	// installs it as lost (ESTALE) without failing the migration, even
 	// with abort: nothing the guest could still reach is lost.
 	Gone bool `msgpack:"gone,omitempty"`
+	// Lost qualifies Invalid too: an earlier migration lost the object
+	// (--migration-on-error=guest-error), and the source answers the guest
+	// with this errno for it. A destination installs it as lost with the
+	// same errno, even with abort: the guest already gets errors for it,
+	// and failing every later migration over it would keep the guest on
+	// the source for good.
+	Lost uint32 `msgpack:"lost,omitempty"`
 }
+
+// LostAtSource reports whether the source itself could no longer reach the
+// object (Gone or Lost): a destination installs it as lost without failing
+// the migration.
+func (i *Inode) LostAtSource() bool { return i.Gone || i.Lost != 0 }
 
 // FileHandle is a file handle from name_to_handle_at with the mount it
 // belongs to.
@@ -185,6 +197,11 @@ type Handle struct {
 	Flags int32 `msgpack:"flags"`
 	// GuestFlags are the open flags the guest asked for.
 	GuestFlags uint32 `msgpack:"guest_flags"`
+	// Lost is the errno the source answers for a handle an earlier
+	// migration could not re-open; a destination installs the handle as
+	// lost with it, without trying to re-open it, whatever its
+	// --migration-on-error. 0 for a usable handle.
+	Lost uint32 `msgpack:"lost,omitempty"`
 }
 
 // Limits on what a state may hold: enough for any real guest, small enough
@@ -195,6 +212,7 @@ const (
 	maxNameLen     = 255
 	maxPathLen     = 4095
 	maxHandleBytes = 128 // MAX_HANDLE_SZ
+	maxErrno       = 4095 // the kernel's MAX_ERRNO
 	maxOptionText  = 1 << 16
 )
 
@@ -240,8 +258,11 @@ func (s *State) Validate() error {
 		if i.ID != RootID && i.Lookups == 0 && i.Invalid == "" {
 			bad("inode %d has no lookups: the guest does not know it", i.ID)
 		}
-		if i.Gone && i.Invalid == "" {
-			bad("inode %d: gone, but no reason given", i.ID)
+		if i.LostAtSource() && i.Invalid == "" {
+			bad("inode %d: gone or lost, but no reason given", i.ID)
+		}
+		if i.Lost > maxErrno {
+			bad("inode %d: lost with errno %d, not an errno", i.ID, i.Lost)
 		}
 		if i.Invalid != "" {
 			continue
@@ -312,10 +333,15 @@ func (s *State) Validate() error {
 		if h.ID >= s.NextHandle {
 			bad("handle id %d not below the next handle id %d", h.ID, s.NextHandle)
 		}
+		if h.Lost > maxErrno {
+			bad("handle %d: lost with errno %d, not an errno", h.ID, h.Lost)
+		}
 		if i, ok := byID[h.Node]; !ok {
 			bad("handle %d: node %d is not in the state", h.ID, h.Node)
 		} else if i.Gone {
 			bad("handle %d: node %d is open, yet marked gone", h.ID, h.Node)
+		} else if i.Lost != 0 && h.Lost == 0 {
+			bad("handle %d: node %d was lost by an earlier migration, yet the handle was not", h.ID, h.Node)
 		}
 	}
 	return errors.Join(errs...)

@@ -66,7 +66,8 @@ type ExportOptions struct {
 // marked invalid, with the reason; so is one whose path does not lead back
 // to it, with opts.ConfirmPaths. With opts.VerifyHandles each inode also
 // carries its file handle, for the destination to check what the path led
-// it to. An inode lost by an earlier migration is marked invalid.
+// it to. An inode or handle lost by an earlier migration is sent as lost,
+// with the errno the guest gets for it.
 func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.State, error) {
 	mode := opts.Mode
 	snap := fs.store.Snapshot()
@@ -82,7 +83,7 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 		Handles:    make([]migrate.Handle, 0, len(snap.Handles)),
 	}
 	for _, h := range snap.Handles {
-		st.Handles = append(st.Handles, migrate.Handle{ID: h.ID, Node: uint64(h.Node), Flags: int32(h.Flags), GuestFlags: h.GuestFlags})
+		st.Handles = append(st.Handles, migrate.Handle{ID: h.ID, Node: uint64(h.Node), Flags: int32(h.Flags), GuestFlags: h.GuestFlags, Lost: uint32(h.Lost)})
 	}
 	var root exportRoot
 	if mode == migrate.FindPaths {
@@ -115,6 +116,7 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 			// Lost by an earlier migration: there is nothing to
 			// describe, and the next destination loses it too.
 			mi.Invalid = fmt.Sprintf("lost in an earlier migration: %v", e)
+			mi.Lost = uint32(e)
 			st.Inodes = append(st.Inodes, mi)
 			continue
 		}

@@ -31,10 +31,13 @@ type ImportReport struct {
 	LostInodes, LostHandles int
 	// Lost says why, one error per lost inode, then per lost handle.
 	Lost []error
-	// GoneInodes counts the inodes the source marked gone (removed on
-	// the host, nothing open) that were not found either: installed as
-	// lost whatever OnError says, and not counted in LostInodes.
-	GoneInodes int
+	// LostAtSource counts the inodes and handles the source could not
+	// reach either: inodes removed on the host that the guest only had
+	// cached (migrate.Inode.Gone) and were not found here either, and
+	// inodes and handles an earlier migration lost. They are installed as
+	// lost whatever OnError says, and not counted in LostInodes or
+	// LostHandles.
+	LostAtSource int
 }
 
 // ImportState rebuilds, in a file system that has served nothing yet, what
@@ -51,8 +54,10 @@ type ImportReport struct {
 // source marked invalid, is lost; so is every inode below a lost directory,
 // every handle on a lost inode, and every handle that cannot be re-opened.
 // With migrate.Abort anything lost is an error and nothing is applied,
-// except an inode the source marked gone (removed on the host while the
-// guest had it only cached), which is installed as lost in either mode.
+// except what the source could not reach either: an inode it marked gone
+// (removed on the host while the guest had it only cached), installed as
+// lost with ESTALE, and inodes and handles an earlier migration lost,
+// installed as lost with the errno they had there.
 // With migrate.GuestError everything else is restored and each lost inode
 // and handle is installed under its id, answering the guest with an errno:
 // ESTALE for an object gone or replaced, EACCES or EPERM as the host
@@ -109,7 +114,7 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 	for k := range st.Inodes {
 		im.find(&st.Inodes[k], 0)
 	}
-	var inodeErrs, goneErrs []error
+	var inodeErrs, atSourceErrs []error
 	if len(im.lost) > 0 {
 		var paths map[uint64]string
 		if st.Mode == migrate.FindPaths {
@@ -120,8 +125,8 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 			le := im.lost[i.ID]
 			switch {
 			case le == nil:
-			case i.Gone:
-				goneErrs = append(goneErrs, fmt.Errorf("inode %d: %w", i.ID, le))
+			case i.LostAtSource():
+				atSourceErrs = append(atSourceErrs, fmt.Errorf("inode %d: %w", i.ID, le))
 			default:
 				inodeErrs = append(inodeErrs, fmt.Errorf("inode %d (%s): %w", i.ID, migrate.Describe(i, paths), le))
 			}
@@ -136,6 +141,12 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 	var handleErrs []error
 	for _, h := range st.Handles {
 		rh := inodestore.RestoredHandle{ID: h.ID, Node: fuseproto.NodeID(h.Node), FD: -1, Flags: int(h.Flags), GuestFlags: h.GuestFlags}
+		if h.Lost != 0 {
+			rh.Lost = syscall.Errno(h.Lost)
+			atSourceErrs = append(atSourceErrs, fmt.Errorf("handle %d on node %d: lost in an earlier migration: %w", h.ID, h.Node, rh.Lost))
+			handles = append(handles, rh)
+			continue
+		}
 		fd, le := im.reopen(h)
 		if le != nil {
 			handleErrs = append(handleErrs, fmt.Errorf("handle %d on node %d: %w", h.ID, h.Node, le))
@@ -203,9 +214,9 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 	s := st.Session
 	rep.Session = fuseproto.Session{Major: s.Major, Minor: s.Minor, Flags: s.Flags, MaxWrite: s.MaxWrite,
 		MaxReadahead: s.MaxReadahead, MaxPages: s.MaxPages, TimeGran: s.TimeGran}
-	rep.LostInodes, rep.LostHandles, rep.GoneInodes = len(inodeErrs), len(handleErrs), len(goneErrs)
-	if len(goneErrs) > 0 {
-		fs.log.Info("migration: inodes removed on the host before the migration stay gone", "inodes", len(goneErrs), "first", goneErrs[0])
+	rep.LostInodes, rep.LostHandles, rep.LostAtSource = len(inodeErrs), len(handleErrs), len(atSourceErrs)
+	if len(atSourceErrs) > 0 {
+		fs.log.Info("migration: inodes and handles the source could not reach either stay lost", "count", len(atSourceErrs), "first", atSourceErrs[0])
 	}
 	rep.Lost = append(inodeErrs, handleErrs...)
 	fs.logLost(rep)
@@ -323,6 +334,9 @@ func (im *importer) find(i *migrate.Inode, depth int) (int, *lostError) {
 }
 
 func (im *importer) open(i *migrate.Inode, depth int, stx *unix.Statx_t) (int, *lostError) {
+	if i.Lost != 0 {
+		return -1, &lostError{err: errors.New(i.Invalid), errno: syscall.Errno(i.Lost)}
+	}
 	if i.Invalid != "" {
 		return -1, staleLost(fmt.Errorf("the source could not describe it: %s", i.Invalid))
 	}

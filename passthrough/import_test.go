@@ -333,23 +333,130 @@ func setImmutable(t *testing.T, path string) bool {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	const immutable = 0x10 // FS_IMMUTABLE_FL
-	if err := unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, immutable); err != nil {
+	flags, err := unix.IoctlGetInt(fd, unix.FS_IOC_GETFLAGS)
+	if err == nil {
+		err = unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, flags|fsImmutable)
+	}
+	if err != nil {
 		t.Logf("cannot make %s immutable (%v): not testing a refused re-open", path, err)
 		return false
 	}
-	t.Cleanup(func() {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, 0); err != nil {
-			t.Errorf("clear the immutable flag of %s: %v", path, err)
-		}
-	})
+	t.Cleanup(func() { clearImmutable(t, path) })
 	return true
+}
+
+// clearImmutable undoes setImmutable.
+func clearImmutable(t *testing.T, path string) {
+	t.Helper()
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer unix.Close(fd)
+	flags, err := unix.IoctlGetInt(fd, unix.FS_IOC_GETFLAGS)
+	if err == nil && flags&fsImmutable != 0 {
+		// Only that flag: ext4 refuses to clear some others (extents).
+		err = unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, flags&^fsImmutable)
+	}
+	if err != nil {
+		t.Errorf("clear the immutable flag of %s: %v", path, err)
+	}
+}
+
+const fsImmutable = 0x10 // FS_IMMUTABLE_FL
+
+// TestImportChained: what one migration lost (guest-error) stays lost,
+// with its errno, through the next migration, and does not fail that one
+// even with abort: a file removed on the host and a handle the host refused
+// to re-open. The handle is not revived when the host would now allow it.
+func TestImportChained(t *testing.T) {
+	for _, mode := range []migrate.Mode{migrate.FindPaths, migrate.FileHandles} {
+		t.Run(string(mode), func(t *testing.T) {
+			forEachMode(t, Options{}, func(t *testing.T, src *FS, dir string) {
+				if mode == migrate.FileHandles && unix.Geteuid() != 0 {
+					t.Skip("opening file handles needs CAP_DAC_READ_SEARCH")
+				}
+				writeHostFile(t, filepath.Join(dir, "keep"), "kept")
+				writeHostFile(t, filepath.Join(dir, "gone"), "gone")
+				writeHostFile(t, filepath.Join(dir, "frozen"), "frozen")
+				keep := mustLookup(t, src, fuseproto.RootID, "keep")
+				gone := mustLookup(t, src, fuseproto.RootID, "gone")
+				frozen := mustLookup(t, src, fuseproto.RootID, "frozen")
+				keepFH, errno := open(t, src, keep, unix.O_RDONLY)
+				goneFH, errno2 := open(t, src, gone, unix.O_RDONLY)
+				frozenFH, errno3 := open(t, src, frozen, unix.O_RDWR)
+				if errno != 0 || errno2 != 0 || errno3 != 0 {
+					t.Fatal(errno, errno2, errno3)
+				}
+				st := exportFor(t, src, ExportOptions{Mode: mode})
+				src.Destroy()
+				os.Remove(filepath.Join(dir, "gone"))
+				frozenLost := setImmutable(t, filepath.Join(dir, "frozen"))
+
+				mid := newDest(t, src, dir)
+				if _, err := mid.ImportState(st, ImportOptions{OnError: migrate.GuestError}); err != nil {
+					t.Fatalf("first import (guest-error): %v", err)
+				}
+				st = exportFor(t, mid, ExportOptions{Mode: mode})
+				for _, i := range st.Inodes {
+					if i.ID == uint64(gone) && (i.Lost != uint32(syscall.ESTALE) || !i.LostAtSource()) {
+						t.Errorf("the lost inode is sent as %+v, want lost with ESTALE", i)
+					}
+				}
+				wantLostHandles := 1
+				if frozenLost {
+					wantLostHandles++
+					// The host would re-open it now; the guest was
+					// told it is gone, and it stays gone.
+					clearImmutable(t, filepath.Join(dir, "frozen"))
+				}
+				lostHandles := 0
+				for _, h := range st.Handles {
+					if h.Lost != 0 {
+						lostHandles++
+					}
+				}
+				if lostHandles != wantLostHandles {
+					t.Errorf("second state: %d lost handles, want %d (%+v)", lostHandles, wantLostHandles, st.Handles)
+				}
+				mid.Destroy()
+
+				dst := newDest(t, src, dir)
+				rep, err := dst.ImportState(st, ImportOptions{OnError: migrate.Abort})
+				if err != nil {
+					t.Fatalf("second import (abort): %v", err)
+				}
+				if rep.LostAtSource != 1+wantLostHandles || rep.LostInodes != 0 || rep.LostHandles != 0 {
+					t.Errorf("report: %+v, want %d lost at the source and nothing lost here", rep, 1+wantLostHandles)
+				}
+				if data, errno := read(t, dst, keep, keepFH, 64); errno != 0 || string(data) != "kept" {
+					t.Errorf("read through a handle that moved twice: %q, %v", data, errno)
+				}
+				if errno := getattr(dst, gone); errno != syscall.ESTALE {
+					t.Errorf("getattr of the inode lost in the first migration: %v, want ESTALE", errno)
+				}
+				if _, errno := read(t, dst, gone, goneFH, 64); errno != syscall.ESTALE {
+					t.Errorf("read through the handle lost with its inode: %v, want ESTALE", errno)
+				}
+				if frozenLost {
+					if _, errno := read(t, dst, frozen, frozenFH, 64); errno != syscall.EPERM {
+						t.Errorf("read through the handle the host refused in the first migration: %v, want EPERM", errno)
+					}
+				}
+				for _, h := range []struct {
+					node fuseproto.NodeID
+					fh   uint64
+				}{{keep, keepFH}, {gone, goneFH}, {frozen, frozenFH}} {
+					release(dst, h.node, h.fh)
+				}
+				dst.Destroy()
+				if used := dst.store.Budget().Used(); used != 0 {
+					t.Errorf("%d descriptors counted after everything was released", used)
+				}
+			})
+		})
+	}
 }
 
 // TestImportVerifyHandles: with --migration-verify-handles a find-paths

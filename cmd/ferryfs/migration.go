@@ -80,6 +80,6 @@ func (m *fsMigrator) LoadState(r io.Reader) (fuseproto.Session, bool, error) {
 		return rep.Session, false, err
 	}
 	m.log.Info("migration state loaded", "mode", st.Mode, "inodes", len(st.Inodes), "handles", len(st.Handles),
-		"lost_inodes", rep.LostInodes, "lost_handles", rep.LostHandles, "bytes", len(b))
+		"lost_inodes", rep.LostInodes, "lost_handles", rep.LostHandles, "lost_at_source", rep.LostAtSource, "bytes", len(b))
 	return rep.Session, true, nil
 }

@@ -103,8 +103,8 @@ exit status is 0 when all are found, 1 otherwise.`,
 			out := cmd.OutOrStdout()
 			failing := 0
 			for _, m := range missing {
-				if m.Gone {
-					fmt.Fprintf(out, "gone inode %d (%s): %v; the guest only had it cached, the migration goes on without it\n", m.ID, m.Where, m.Err)
+				if m.LostAtSource {
+					fmt.Fprintf(out, "gone inode %d (%s): %v; the source cannot reach it either, the migration goes on without it\n", m.ID, m.Where, m.Err)
 					continue
 				}
 				failing++
@@ -156,6 +156,7 @@ type stateReport struct {
 	Invalid    int             `json:"invalid_inodes"`
 	Unlinked   int             `json:"unlinked_inodes"`
 	Handles    int             `json:"handle_count"`
+	LostHandle int             `json:"lost_handles"`
 	NextNode   uint64          `json:"next_node"`
 	NextHandle uint64          `json:"next_handle"`
 	Problems   []string        `json:"problems,omitempty"`
@@ -187,6 +188,11 @@ func newStateReport(s *migrate.State, size int, problems error, withInodes bool)
 			r.Invalid++
 		} else if i.Unlinked {
 			r.Unlinked++
+		}
+	}
+	for _, h := range s.Handles {
+		if h.Lost != 0 {
+			r.LostHandle++
 		}
 	}
 	if !withInodes {
@@ -225,7 +231,7 @@ func (r *stateReport) print(w io.Writer) {
 		fmt.Fprintf(tw, "\ttranslate-uid=%v translate-gid=%v\n", o.TranslateUID, o.TranslateGID)
 	}
 	fmt.Fprintf(tw, "inodes\t%d (%d invalid, %d unlinked while open)\n", r.InodeCount, r.Invalid, r.Unlinked)
-	fmt.Fprintf(tw, "handles\t%d\n", r.Handles)
+	fmt.Fprintf(tw, "handles\t%d (%d lost in an earlier migration)\n", r.Handles, r.LostHandle)
 	fmt.Fprintf(tw, "next ids\tnode %d, handle %d\n", r.NextNode, r.NextHandle)
 	tw.Flush()
 	if len(r.Problems) > 0 {

@@ -135,6 +135,16 @@ func (p *Process) CPUTime() (time.Duration, error) {
 	return procCPUTime(p.Pid())
 }
 
+// Rusage returns the resource usage of the daemon and its waited-for
+// children, nil before it has exited.
+func (p *Process) Rusage() *syscall.Rusage {
+	if !p.Exited() || p.cmd.ProcessState == nil {
+		return nil
+	}
+	ru, _ := p.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return ru
+}
+
 // clockTick is the unit of /proc/PID/stat's times: USER_HZ, which is 100
 // on every Linux architecture Go supports.
 const clockTick = 10 * time.Millisecond
