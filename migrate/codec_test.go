@@ -150,7 +150,7 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"unlinked three deep", mutate(func(s *State) { s.Inodes[4].Unlinked, s.Inodes[4].Name = true, "h/x/y" }), "an unlinked file must be"},
 		{"gone without reason", mutate(func(s *State) { s.Inodes[4].Gone = true }), "gone or lost, but no reason given"},
 		{"lost without reason", mutate(func(s *State) { s.Inodes[4].Lost = 116 }), "gone or lost, but no reason given"},
-		{"lost with no errno", mutate(func(s *State) { s.Inodes[4].Lost, s.Inodes[4].Invalid = 1 << 20, "lost" }), "not an errno"},
+		{"lost with no errno", mutate(func(s *State) { s.Inodes[4].Lost, s.Inodes[4].Invalid = 1<<20, "lost" }), "not an errno"},
 		{"handle lost with no errno", mutate(func(s *State) { s.Handles[0].Lost = 5000 }), "not an errno"},
 		{"open on a lost inode", mutate(func(s *State) { s.Inodes[3].Lost, s.Inodes[3].Invalid = 116, "lost" }), "yet the handle was not"},
 		{"open yet gone", mutate(func(s *State) { s.Inodes[3].Gone, s.Inodes[3].Invalid = true, "removed" }), "open, yet marked gone"},

@@ -211,7 +211,7 @@ const (
 	MaxHandles     = 1 << 24
 	maxNameLen     = 255
 	maxPathLen     = 4095
-	maxHandleBytes = 128 // MAX_HANDLE_SZ
+	maxHandleBytes = 128  // MAX_HANDLE_SZ
 	maxErrno       = 4095 // the kernel's MAX_ERRNO
 	maxOptionText  = 1 << 16
 )
