@@ -3,6 +3,7 @@ package vm
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,11 +39,13 @@ var benchGroups = []benchGroup{
 // people (scripts/bench-vs-virtiofsd.sh), not a test: nothing is asserted.
 //
 // FERRYFS_BENCH_ROUNDS sets the number of rounds (default 3);
-// FERRYFS_BENCH_FLAGS adds flags to both daemons (default --cache=auto).
+// FERRYFS_BENCH_FLAGS adds flags to both daemons (default --cache=auto);
+// FERRYFS_BENCH_GROUPS picks groups (default all).
 func BenchmarkGuestVsVirtiofsd(b *testing.B) {
 	RequireVM(b)
 	rounds := benchRounds(b)
 	flags := benchFlags("--cache=auto")
+	groups := selectedGroups(b)
 	a := LoadAssets(b)
 	files := GuestBinaries(b)
 	daemons := []Daemon{
@@ -57,7 +60,7 @@ func BenchmarkGuestVsVirtiofsd(b *testing.B) {
 	}
 	for n := 0; n < b.N; n++ {
 		for round := 0; round < rounds; round++ {
-			for _, g := range benchGroups {
+			for _, g := range groups {
 				order := daemons
 				if round%2 == 1 {
 					order = []Daemon{daemons[1], daemons[0]}
@@ -77,16 +80,16 @@ func BenchmarkGuestVsVirtiofsd(b *testing.B) {
 	fmt.Printf("\nferryfs vs virtiofsd 1.13, %d rounds, flags %s (medians; ratio < 1 means ferryfs is faster)\n",
 		rounds, strings.Join(flags, " "))
 	fmt.Printf("%-28s %12s %12s %8s\n", "guest wall time (s)", "ferryfs", "virtiofsd", "ratio")
-	for _, g := range benchGroups {
+	for _, g := range groups {
 		for _, w := range g.report {
 			printRatio(w, median(wall["ferryfs"][w]), median(wall["virtiofsd"][w]))
 		}
 	}
 	fmt.Printf("%-28s %12s %12s %8s\n", "daemon CPU time (s)", "ferryfs", "virtiofsd", "ratio")
-	for _, g := range benchGroups {
+	for _, g := range groups {
 		printRatio(g.name+" ("+g.run+")", median(cpu["ferryfs"][g.name]), median(cpu["virtiofsd"][g.name]))
 	}
-	for _, g := range benchGroups {
+	for _, g := range groups {
 		fmt.Printf("  %s: %s\n", g.name, g.describe)
 	}
 }
@@ -115,6 +118,25 @@ func bootBench(b *testing.B, a *Assets, files map[string]string, d Daemon, g ben
 		b.Fatalf("%s, %s: the workload failed:\n%s", d.Name(), g.name, res.Console)
 	}
 	return res
+}
+
+// selectedGroups returns the groups FERRYFS_BENCH_GROUPS names (comma
+// separated), or all of them when it is unset.
+func selectedGroups(b *testing.B) []benchGroup {
+	b.Helper()
+	env := os.Getenv("FERRYFS_BENCH_GROUPS")
+	if env == "" {
+		return benchGroups
+	}
+	var groups []benchGroup
+	for _, name := range strings.Split(env, ",") {
+		i := slices.IndexFunc(benchGroups, func(g benchGroup) bool { return g.name == name })
+		if i < 0 {
+			b.Fatalf("FERRYFS_BENCH_GROUPS=%q: no group %q (metadata, sequential, random)", env, name)
+		}
+		groups = append(groups, benchGroups[i])
+	}
+	return groups
 }
 
 // benchRounds returns FERRYFS_BENCH_ROUNDS, the number of rounds of a
