@@ -395,7 +395,15 @@ func (p PathFD) Close() {
 // PathFD returns an O_PATH descriptor of i: its own descriptor, its cached
 // one, or one opened from its file handle (and offered to the cache).
 // ESTALE means the object is gone; a lost inode gives its errno.
-func (s *Store) PathFD(i *Inode) (PathFD, error) {
+func (s *Store) PathFD(i *Inode) (PathFD, error) { return s.pathFD(i, true) }
+
+// PathFDUncached is PathFD for a caller that visits every inode once (a
+// migration describing them all): a descriptor it opens from the file
+// handle is not offered to the cache, where it would evict the inodes the
+// guest is using for ones it is not.
+func (s *Store) PathFDUncached(i *Inode) (PathFD, error) { return s.pathFD(i, false) }
+
+func (s *Store) pathFD(i *Inode, cache bool) (PathFD, error) {
 	if i.lost != 0 {
 		return PathFD{FD: -1}, i.lost
 	}
@@ -413,7 +421,7 @@ func (s *Store) PathFD(i *Inode) (PathFD, error) {
 			return PathFD{FD: -1}, err
 		}
 		// Evicted between caching and the read lock: at most once more.
-		if attempt > 0 || !s.cacheFD(i, fd) {
+		if !cache || attempt > 0 || !s.cacheFD(i, fd) {
 			return PathFD{FD: fd, owned: true}, nil
 		}
 	}

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -98,6 +101,13 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 		}
 		root = exportRoot{path: p, fd: pfd.FD}
 	}
+	// Describing an inode costs a few system calls and nothing else
+	// depends on it, so the inodes are described in parallel: the guest is
+	// paused meanwhile, and this is most of what its downtime costs.
+	described := make([]describedInode, len(snap.Inodes))
+	forEachParallel(len(snap.Inodes), func(k int) {
+		described[k] = fs.describe(snap.Inodes[k], mode, root, opts)
+	})
 	// rel[id] is the inode's path relative to the shared directory;
 	// dirs maps a directory's relative path to its node id.
 	rel := make(map[fuseproto.NodeID]string, len(snap.Inodes))
@@ -105,68 +115,18 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 	// search maps the identity of objects pathOf could not name to their
 	// indexes in st.Inodes.
 	search := make(map[inodestore.Key][]int)
-	for _, e := range snap.Inodes {
-		i := e.Inode
-		mi := migrate.Inode{ID: uint64(i.ID), Lookups: e.Lookups, Type: i.Mode}
-		if i.ID == fuseproto.RootID {
-			st.Inodes = append(st.Inodes, mi)
-			continue
+	for k, d := range described {
+		st.Inodes = append(st.Inodes, d.mi)
+		if d.search != nil {
+			search[d.search.key] = append(search[d.search.key], k)
 		}
-		if e := i.Lost(); e != 0 {
-			// Lost by an earlier migration: there is nothing to
-			// describe, and the next destination loses it too.
-			mi.Invalid = fmt.Sprintf("lost in an earlier migration: %v", e)
-			mi.Lost = uint32(e)
-			st.Inodes = append(st.Inodes, mi)
-			continue
-		}
-		if name := fs.orphanName(i.Key); name != "" {
-			// Removed by the guest while open: it has a name in
-			// OrphanDir, never a guest-known directory.
-			mi.Unlinked, mi.Parent, mi.Name = true, migrate.RootID, OrphanDir+"/"+name
-		}
-		switch mode {
-		case migrate.FileHandles:
-			h, err := fs.handleOf(i)
-			if err != nil {
-				mi.Invalid = err.Error()
-			} else {
-				mi.Handle = stateHandle(h)
-			}
-		case migrate.FindPaths:
-			if mi.Unlinked {
-				h, err := fs.orphanPath(i, mi.Name, root, opts)
-				if err != nil {
-					mi.Invalid = err.Error()
-					break
-				}
-				rel[i.ID] = mi.Name
-				if h != nil {
-					mi.Handle = stateHandle(h)
-				}
-				break
-			}
-			p, h, err := fs.pathOf(i, root, opts)
-			var sn *searchNeeded
-			if errors.As(err, &sn) {
-				search[sn.key] = append(search[sn.key], len(st.Inodes))
-			}
-			if err != nil {
-				mi.Invalid = err.Error()
-				// Without a handle the guest only has it cached, and
-				// the source too would tell it the name is gone.
-				mi.Gone = err == errRemovedOnHost && !fs.store.IsOpen(i.Key)
-				break
-			}
-			rel[i.ID] = p
-			if i.IsDir() {
-				dirs[p] = uint64(i.ID)
-			}
-			if h != nil {
-				mi.Handle = stateHandle(h)
+		if d.hasPath {
+			id := snap.Inodes[k].Inode.ID
+			rel[id] = d.path
+			if d.dir {
+				dirs[d.path] = uint64(id)
 			}
 		}
-		st.Inodes = append(st.Inodes, mi)
 	}
 	if len(search) > 0 {
 		fs.resolveBySearch(st, search, root, rel, opts)
@@ -190,6 +150,108 @@ func (fs *FS) ExportState(opts ExportOptions, sess fuseproto.Session) (*migrate.
 		}
 	}
 	return st, nil
+}
+
+// describedInode is one inode as ExportState describes it.
+type describedInode struct {
+	mi migrate.Inode
+	// path is the inode's path relative to the shared directory in
+	// find-paths mode, when hasPath; dir says a directory's path, which
+	// others may be described relative to.
+	path         string
+	hasPath, dir bool
+	// search is set when a search of the shared directory may still find
+	// the object.
+	search *searchNeeded
+}
+
+// describe describes one inode for ExportState. It is called for many
+// inodes at once.
+func (fs *FS) describe(e inodestore.InodeEntry, mode migrate.Mode, root exportRoot, opts ExportOptions) describedInode {
+	i := e.Inode
+	d := describedInode{mi: migrate.Inode{ID: uint64(i.ID), Lookups: e.Lookups, Type: i.Mode}}
+	mi := &d.mi
+	if i.ID == fuseproto.RootID {
+		return d
+	}
+	if e := i.Lost(); e != 0 {
+		// Lost by an earlier migration: there is nothing to describe,
+		// and the next destination loses it too.
+		mi.Invalid = fmt.Sprintf("lost in an earlier migration: %v", e)
+		mi.Lost = uint32(e)
+		return d
+	}
+	if name := fs.orphanName(i.Key); name != "" {
+		// Removed by the guest while open: it has a name in OrphanDir,
+		// never a guest-known directory.
+		mi.Unlinked, mi.Parent, mi.Name = true, migrate.RootID, OrphanDir+"/"+name
+	}
+	switch mode {
+	case migrate.FileHandles:
+		h, err := fs.handleOf(i)
+		if err != nil {
+			mi.Invalid = err.Error()
+		} else {
+			mi.Handle = stateHandle(h)
+		}
+	case migrate.FindPaths:
+		if mi.Unlinked {
+			h, err := fs.orphanPath(i, mi.Name, root, opts)
+			if err != nil {
+				mi.Invalid = err.Error()
+				break
+			}
+			d.path, d.hasPath = mi.Name, true
+			if h != nil {
+				mi.Handle = stateHandle(h)
+			}
+			break
+		}
+		p, h, err := fs.pathOf(i, root, opts)
+		errors.As(err, &d.search)
+		if err != nil {
+			mi.Invalid = err.Error()
+			// Without a handle the guest only has it cached, and the
+			// source too would tell it the name is gone.
+			mi.Gone = err == errRemovedOnHost && !fs.store.IsOpen(i.Key)
+			break
+		}
+		d.path, d.hasPath, d.dir = p, true, i.IsDir()
+		if h != nil {
+			mi.Handle = stateHandle(h)
+		}
+	}
+	return d
+}
+
+// forEachParallel calls f(k) for every k below n, on as many goroutines as
+// the runtime has processors, in batches so that small tables are not
+// worth a goroutine.
+func forEachParallel(n int, f func(k int)) {
+	const batch = 256
+	workers := min(runtime.GOMAXPROCS(0), (n+batch-1)/batch)
+	if workers <= 1 {
+		for k := range n {
+			f(k)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				start := int(next.Add(batch)) - batch
+				if start >= n {
+					return
+				}
+				for k := start; k < min(start+batch, n); k++ {
+					f(k)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // resolveBySearch walks the shared directory once for every object in
@@ -257,11 +319,21 @@ type exportRoot struct {
 // opts.VerifyHandles (nil otherwise). All of it comes from the one
 // descriptor of i, so it describes one object.
 func (fs *FS) pathOf(i *inodestore.Inode, root exportRoot, opts ExportOptions) (string, *inodestore.FileHandle, error) {
-	pfd, err := fs.store.PathFD(i)
+	pfd, err := fs.store.PathFDUncached(i)
 	if err != nil {
 		return "", nil, fmt.Errorf("gone from the host: %w", err)
 	}
 	defer pfd.Close()
+	link, err := fs.readLink(pfd.FD)
+	if err != nil {
+		return "", nil, err
+	}
+	p, ok := strings.CutPrefix(link, root.path+"/")
+	if ok && p != "" && !strings.HasSuffix(p, deletedSuffix) && !opts.ConfirmPaths {
+		// The usual case, without a statx: the kernel marks the link of
+		// an object with no name left (nlink 0) as deleted.
+		return fs.verifiedPath(i, pfd.FD, p, opts)
+	}
 	var stx unix.Statx_t
 	if err := statxFD(pfd.FD, &stx); err != nil {
 		return "", nil, fmt.Errorf("statx: %w", err)
@@ -269,11 +341,6 @@ func (fs *FS) pathOf(i *inodestore.Inode, root exportRoot, opts ExportOptions) (
 	if stx.Nlink == 0 {
 		return "", nil, errRemovedOnHost
 	}
-	link, err := fs.readLink(pfd.FD)
-	if err != nil {
-		return "", nil, err
-	}
-	p, ok := strings.CutPrefix(link, root.path+"/")
 	if !ok || p == "" {
 		// Moved out of the shared directory; another hard link may
 		// remain inside.
@@ -289,12 +356,20 @@ func (fs *FS) pathOf(i *inodestore.Inode, root exportRoot, opts ExportOptions) (
 			return "", nil, err
 		}
 	}
-	var h *inodestore.FileHandle
-	if opts.VerifyHandles {
-		if h = i.Handle; h == nil {
-			if h, err = inodestore.NameToHandle(pfd.FD); err != nil {
-				return "", nil, fmt.Errorf("no file handle to verify its path by: %w", err)
-			}
+	return fs.verifiedPath(i, pfd.FD, p, opts)
+}
+
+// verifiedPath is pathOf's answer p for i, open at fd, with i's file handle
+// if opts.VerifyHandles.
+func (fs *FS) verifiedPath(i *inodestore.Inode, fd int, p string, opts ExportOptions) (string, *inodestore.FileHandle, error) {
+	if !opts.VerifyHandles {
+		return p, nil, nil
+	}
+	h := i.Handle
+	if h == nil {
+		var err error
+		if h, err = inodestore.NameToHandle(fd); err != nil {
+			return "", nil, fmt.Errorf("no file handle to verify its path by: %w", err)
 		}
 	}
 	return p, h, nil
@@ -305,7 +380,7 @@ func (fs *FS) pathOf(i *inodestore.Inode, root exportRoot, opts ExportOptions) (
 // opts.VerifyHandles. Its descriptor's link shows the name the guest
 // removed, so pathOf cannot be asked.
 func (fs *FS) orphanPath(i *inodestore.Inode, p string, root exportRoot, opts ExportOptions) (*inodestore.FileHandle, error) {
-	pfd, err := fs.store.PathFD(i)
+	pfd, err := fs.store.PathFDUncached(i)
 	if err != nil {
 		return nil, fmt.Errorf("gone from the host: %w", err)
 	}
@@ -377,7 +452,7 @@ func (fs *FS) handleOf(i *inodestore.Inode) (*inodestore.FileHandle, error) {
 	if i.Handle != nil {
 		return i.Handle, nil
 	}
-	pfd, err := fs.store.PathFD(i)
+	pfd, err := fs.store.PathFDUncached(i)
 	if err != nil {
 		return nil, err
 	}

@@ -111,9 +111,7 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 		defer unix.Close(im.mountFD)
 	}
 
-	for k := range st.Inodes {
-		im.find(&st.Inodes[k], 0)
-	}
+	im.findAll()
 	var inodeErrs, atSourceErrs []error
 	if len(im.lost) > 0 {
 		var paths map[uint64]string
@@ -299,41 +297,92 @@ type importer struct {
 	mountFD int
 }
 
-// find opens inode i once, its parents first in find-paths mode, and
-// remembers the outcome in fds or lost.
-func (im *importer) find(i *migrate.Inode, depth int) (int, *lostError) {
-	if fd, ok := im.fds[i.ID]; ok {
-		return fd, nil
+// findAll opens every inode of the state and records the outcome in fds,
+// unpinned or lost. Finding an inode costs a few system calls, and the
+// guest is paused meanwhile, so the inodes are found in parallel: in
+// find-paths mode level by level from the root, each inode once its parent
+// has been found; in file-handles mode all at once.
+func (im *importer) findAll() {
+	for _, level := range im.levels() {
+		results := make([]foundInode, len(level))
+		forEachParallel(len(level), func(k int) { results[k] = im.find(level[k]) })
+		for k, r := range results {
+			id := level[k].ID
+			switch {
+			case r.lost != nil:
+				im.lost[id] = r.lost
+			case r.unpinned:
+				im.unpinned[id] = r.restored
+			default:
+				im.fds[id] = r.fd
+			}
+		}
 	}
-	if _, ok := im.unpinned[i.ID]; ok {
-		return -1, nil // neither a parent nor open: its descriptor is not needed
+}
+
+// levels orders the inodes to find, but the root: in find-paths mode by
+// their distance from the root, so that every parent is found in an
+// earlier level than its children; in file-handles mode as one level. An
+// inode whose parents do not lead to the root (a state that did not pass
+// validation) goes first, and fails to find its parent.
+func (im *importer) levels() [][]*migrate.Inode {
+	var levels [][]*migrate.Inode
+	depth := make(map[uint64]int, len(im.st.Inodes))
+	depth[migrate.RootID] = 0
+	var depthOf func(i *migrate.Inode, steps int) int
+	depthOf = func(i *migrate.Inode, steps int) int {
+		if d, ok := depth[i.ID]; ok {
+			return d
+		}
+		d := 1
+		if parent, ok := im.byID[i.Parent]; ok && im.st.Mode == migrate.FindPaths && steps < len(im.st.Inodes) {
+			d = depthOf(parent, steps+1) + 1
+		}
+		depth[i.ID] = d
+		return d
 	}
-	if le, ok := im.lost[i.ID]; ok {
-		return -1, le
+	for k := range im.st.Inodes {
+		i := &im.st.Inodes[k]
+		if i.ID == migrate.RootID {
+			continue
+		}
+		d := depthOf(i, 0)
+		for len(levels) < d {
+			levels = append(levels, nil)
+		}
+		levels[d-1] = append(levels[d-1], i)
 	}
+	return levels
+}
+
+// foundInode is what find found of one inode.
+type foundInode struct {
+	fd       int // a kept descriptor
+	unpinned bool
+	restored inodestore.RestoredInode // when unpinned
+	lost     *lostError
+}
+
+// find opens inode i; in find-paths mode its parent must have been found
+// already. It only reads the importer's maps, so that many run at once.
+func (im *importer) find(i *migrate.Inode) foundInode {
 	var stx unix.Statx_t
-	fd, le := im.open(i, depth, &stx)
+	fd, le := im.open(i, &stx)
 	if le == nil && !im.keep[i.ID] {
-		var ri inodestore.RestoredInode
-		var ok bool
-		var err error
-		if ri, ok, err = im.fs.store.Unpin(fd, &stx); err != nil {
+		if ri, ok, err := im.fs.store.Unpin(fd, &stx); err != nil {
 			unix.Close(fd)
 			le = hostLost(err)
 		} else if ok {
-			im.unpinned[i.ID] = ri
-			return -1, nil
+			return foundInode{fd: -1, unpinned: true, restored: ri}
 		}
 	}
 	if le != nil {
-		im.lost[i.ID] = le
-		return -1, le
+		return foundInode{fd: -1, lost: le}
 	}
-	im.fds[i.ID] = fd
-	return fd, nil
+	return foundInode{fd: fd}
 }
 
-func (im *importer) open(i *migrate.Inode, depth int, stx *unix.Statx_t) (int, *lostError) {
+func (im *importer) open(i *migrate.Inode, stx *unix.Statx_t) (int, *lostError) {
 	if i.Lost != 0 {
 		return -1, &lostError{err: errors.New(i.Invalid), errno: syscall.Errno(i.Lost)}
 	}
@@ -347,22 +396,18 @@ func (im *importer) open(i *migrate.Inode, depth int, stx *unix.Statx_t) (int, *
 			return -1, staleLost(fmt.Errorf("unlinked file kept as %q, not a name in %s", i.Name, OrphanDir))
 		}
 	}
-	if depth > len(im.st.Inodes) {
-		return -1, hostLost(errors.New("parent chain loops"))
-	}
 	var fd int
 	var err error
 	switch im.st.Mode {
 	case migrate.FindPaths:
-		parent, ok := im.byID[i.Parent]
+		pfd, ok := im.fds[i.Parent]
 		if !ok {
-			return -1, hostLost(fmt.Errorf("parent %d unknown", i.Parent))
-		}
-		pfd, ple := im.find(parent, depth+1)
-		if ple != nil {
-			// Its reason is reported with the parent; the guest
-			// gets the same errno below it as from it.
-			return -1, &lostError{err: fmt.Errorf("below lost directory %d", i.Parent), errno: ple.errno}
+			if ple := im.lost[i.Parent]; ple != nil {
+				// Its reason is reported with the parent; the guest
+				// gets the same errno below it as from it.
+				return -1, &lostError{err: fmt.Errorf("below lost directory %d", i.Parent), errno: ple.errno}
+			}
+			return -1, hostLost(fmt.Errorf("parent %d unknown, or not a directory leading to the root", i.Parent))
 		}
 		if fd, err = openBeneath(pfd, i.Name, unix.O_PATH, 0); err != nil {
 			err = fmt.Errorf("open %q in directory %d: %w", i.Name, i.Parent, err)
