@@ -2,6 +2,7 @@ package passthrough
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -608,4 +609,90 @@ func openFDs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// TestMigrateMany: a state large enough that export describes its inodes
+// and import finds them on several goroutines (run it with -race), in a
+// tree three levels deep, moves every inode with its lookups, and a file
+// deep down reads through the destination. One directory removed on the
+// host before the import is lost with everything below it (guest-error).
+func TestMigrateMany(t *testing.T) {
+	const dirs, files = 4, 200
+	for _, mode := range []migrate.Mode{migrate.FindPaths, migrate.FileHandles} {
+		t.Run(string(mode), func(t *testing.T) {
+			forEachMode(t, Options{}, func(t *testing.T, src *FS, dir string) {
+				if mode == migrate.FileHandles && unix.Geteuid() != 0 {
+					t.Skip("opening file handles needs CAP_DAC_READ_SEARCH")
+				}
+				var all, lostBelow []fuseproto.NodeID
+				var deep fuseproto.NodeID
+				for d := range dirs {
+					name := fmt.Sprintf("d%d", d)
+					os.MkdirAll(filepath.Join(dir, name, "sub"), 0o755)
+					dn := mustLookup(t, src, fuseproto.RootID, name)
+					sub := mustLookup(t, src, dn, "sub")
+					all = append(all, dn, sub)
+					if d == dirs-1 {
+						lostBelow = append(lostBelow, dn, sub)
+					}
+					for f := range files {
+						fname := fmt.Sprintf("f%d", f)
+						writeHostFile(t, filepath.Join(dir, name, "sub", fname), name+"/"+fname)
+						n := mustLookup(t, src, sub, fname)
+						all = append(all, n)
+						if d == dirs-1 {
+							lostBelow = append(lostBelow, n)
+						}
+						if d == 0 && f == files-1 {
+							deep = n
+						}
+					}
+				}
+				st := exportFor(t, src, ExportOptions{Mode: mode})
+				if got, want := len(st.Inodes), len(all)+1; got != want {
+					t.Fatalf("state has %d inodes, want %d", got, want)
+				}
+				for _, i := range st.Inodes {
+					if i.Invalid != "" {
+						t.Fatalf("inode %d not described: %s", i.ID, i.Invalid)
+					}
+				}
+				src.Destroy()
+				os.RemoveAll(filepath.Join(dir, fmt.Sprintf("d%d", dirs-1)))
+
+				dst := newDest(t, src, dir)
+				rep, err := dst.ImportState(st, ImportOptions{OnError: migrate.GuestError})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep.LostInodes != len(lostBelow) {
+					t.Errorf("%d inodes lost, want the %d of the removed directory", rep.LostInodes, len(lostBelow))
+				}
+				lost := make(map[fuseproto.NodeID]bool)
+				for _, n := range lostBelow {
+					lost[n] = true
+				}
+				for _, n := range all {
+					want := syscall.Errno(0)
+					if lost[n] {
+						want = syscall.ESTALE
+					}
+					if errno := getattr(dst, n); errno != want {
+						t.Fatalf("getattr of node %d after the migration: %v, want %v", n, errno, want)
+					}
+					if l, ok := dst.store.Lookups(n); !ok || l != 1 {
+						t.Fatalf("node %d has %d lookups (known %v), want 1", n, l, ok)
+					}
+				}
+				fh, errno := open(t, dst, deep, unix.O_RDONLY)
+				if errno != 0 {
+					t.Fatal(errno)
+				}
+				if data, errno := read(t, dst, deep, fh, 64); errno != 0 || string(data) != fmt.Sprintf("d0/f%d", files-1) {
+					t.Errorf("read through the destination: %q, %v", data, errno)
+				}
+				release(dst, deep, fh)
+			})
+		})
+	}
 }
