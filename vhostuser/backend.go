@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
 	"time"
 
@@ -18,8 +17,11 @@ import (
 
 // Options configures a Backend.
 type Options struct {
-	// Workers is how many goroutines serve chains concurrently; 0 picks a
-	// default.
+	// Workers is how many goroutines serve chains concurrently. 0 serves
+	// every chain on the kick poller that takes it off its ring, one after
+	// the other, as virtiofsd serves requests with --thread-pool-size=0
+	// (its default): no hand-over between threads, which costs a guest
+	// that sends one request at a time more than it gains it.
 	Workers int
 	// Logger receives the back-end's logs; nil means slog.Default().
 	Logger *slog.Logger
@@ -58,9 +60,7 @@ type job struct {
 
 // New returns a back-end for dev.
 func New(dev Device, opts Options) *Backend {
-	if opts.Workers <= 0 {
-		opts.Workers = 2 * runtime.GOMAXPROCS(0)
-	}
+	opts.Workers = max(opts.Workers, 0)
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -105,7 +105,7 @@ func (b *Backend) Serve(fd int) error {
 		c.close()
 		return fmt.Errorf("vhost-user: starting the kick poller: %w", err)
 	}
-	b.jobs = make(chan *job, 4*b.opts.Workers)
+	b.jobs = make(chan *job, 4*b.opts.Workers) // unbuffered and unused without workers
 	for i := 0; i < b.opts.Workers; i++ {
 		b.workersDone.Add(1)
 		go b.worker()

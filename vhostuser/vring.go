@@ -186,7 +186,7 @@ func (v *vring) drainRing(b *Backend) error {
 				continue
 			}
 			v.inflight.Add(1)
-			if v.q.HasAvailable() {
+			if b.opts.Workers > 0 && v.q.HasAvailable() {
 				b.jobs <- j
 				continue
 			}
@@ -196,7 +196,7 @@ func (v *vring) drainRing(b *Backend) error {
 			// reply before sending the next (most file system calls),
 			// which profiling showed to be most of the daemon's CPU
 			// time. Chains that arrive meanwhile wait for at most this
-			// one request; bursts still spread over the workers.
+			// one request; with workers, bursts still spread over them.
 			b.serve(j)
 		}
 		if v.stopping.Load() || !v.q.ArmNotify() {

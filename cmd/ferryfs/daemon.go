@@ -84,7 +84,7 @@ func (f *daemonFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.tag, "tag", "", "tag the device reports to the front-end (the front-end's own tag is used when unset)")
 	setFlagGroup(fl, groupSocket, "socket-path", "socket-group", "fd", "tag")
 
-	f.fsFlags.register(fl, "number of workers serving requests (0 means one)")
+	f.fsFlags.register(fl, "number of worker threads serving requests; 0 (the default, as in virtiofsd) serves each request on the thread that takes it off its queue", 0)
 	fl.BoolVar(&f.allowMmap, "allow-mmap", false, "with --cache=never or metadata, let the guest mmap shared files (FUSE_DIRECT_IO_ALLOW_MMAP)")
 	fl.BoolVar(&f.announceSubmounts, "announce-submounts", true, "tell the guest which directories are mount points (the default)")
 	negatedBoolVar(fl, &f.announceSubmounts, "no-announce-submounts", "do not tell the guest which directories are mount points")

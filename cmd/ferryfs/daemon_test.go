@@ -82,8 +82,8 @@ func TestDaemonFlags(t *testing.T) {
 				if c.socketPath != sock || c.fd != -1 || c.socketGID != -1 || c.tag != "" {
 					t.Errorf("socket config = %+v", c)
 				}
-				if c.logLevel != slog.LevelInfo || c.syslog || c.rlimitExact {
-					t.Errorf("process config = %+v", c.fsConfig)
+				if c.logLevel != slog.LevelInfo || c.syslog || c.rlimitExact || c.workers != 0 {
+					t.Errorf("process config = %+v (want no worker pool, as virtiofsd)", c.fsConfig)
 				}
 			},
 		},

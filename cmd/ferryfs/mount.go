@@ -110,12 +110,12 @@ when someone else unmounts MOUNTPOINT. It needs root (CAP_SYS_ADMIN).`,
 	}
 	fl := cmd.Flags()
 	fl.SortFlags = false
-	f.register(fl, "number of workers serving requests from /dev/fuse (0 means one)")
+	f.register(fl, "number of workers serving requests from /dev/fuse (0 means one)", defaultWorkers())
 	return cmd
 }
 
 // register adds the file system, process and logging flags to fl.
-func (f *fsFlags) register(fl *pflag.FlagSet, poolHelp string) {
+func (f *fsFlags) register(fl *pflag.FlagSet, poolHelp string, poolDefault int) {
 	fl.StringVar(&f.sharedDir, "shared-dir", "", "shared directory path (required)")
 	fl.StringVar(&f.cache, "cache", "auto", "the caching policy the file system should use (auto, always, never, metadata)")
 	fl.BoolVar(&f.writeback, "writeback", false, "enable writeback cache")
@@ -136,7 +136,7 @@ func (f *fsFlags) register(fl *pflag.FlagSet, poolHelp string) {
 		"killpriv-v2", "no-killpriv-v2", "preserve-noatime", "readonly", "xattr", "inode-file-handles",
 		"posix-acl", "security-label", "xattrmap", "translate-uid", "translate-gid")
 
-	fl.IntVar(&f.threadPoolSize, "thread-pool-size", defaultWorkers(), poolHelp)
+	fl.IntVar(&f.threadPoolSize, "thread-pool-size", poolDefault, poolHelp)
 	fl.Uint64Var(&f.rlimitNofile, "rlimit-nofile", fdlimit.Default(), "set maximum number of file descriptors (0 leaves rlimit unchanged); the default, min(1000000, /proc/sys/fs/nr_open), only ever raises it")
 	setFlagGroup(fl, groupProcess, "thread-pool-size", "rlimit-nofile")
 
@@ -182,6 +182,8 @@ func (f *mountFlags) config(args []string) (mountConfig, error) {
 	cfg.mountpoint = args[0]
 	fc, err := f.fsFlags.config()
 	cfg.fsConfig = fc
+	// /dev/fuse is only read by workers.
+	cfg.workers = max(cfg.workers, 1)
 	return cfg, err
 }
 
@@ -225,7 +227,7 @@ func (f *fsFlags) config() (fsConfig, error) {
 	case f.threadPoolSize > maxWorkers:
 		return cfg, fmt.Errorf("--thread-pool-size %d exceeds the maximum of %d", f.threadPoolSize, maxWorkers)
 	}
-	cfg.workers = max(f.threadPoolSize, 1)
+	cfg.workers = f.threadPoolSize
 	cfg.rlimitNofile = f.rlimitNofile
 	cfg.rlimitExact = f.rlimitNofileSet
 	cfg.syslog = f.syslog

@@ -35,7 +35,9 @@ func TestGuestQEMU72Ferryfs(t *testing.T) {
 		GuestFsworkload + " -xattr=true -only " + only + " " + guestMountDir,
 		`test "$(cat /mnt/from-host.txt)" = "hello from the host" && echo "hello from the guest" > /mnt/from-guest.txt`,
 	}
-	res, err := Boot(t, BootOptions{Run: run, Daemon: Ferryfs{Binary: BuildFerryfs(t), Flags: []string{"--xattr"}},
+	// With a worker pool: the other guest tests run the default, which
+	// serves every request on the kick poller.
+	res, err := Boot(t, BootOptions{Run: run, Daemon: Ferryfs{Binary: BuildFerryfs(t), Flags: []string{"--xattr", "--thread-pool-size=4"}},
 		Files: files, Commands: cmds, HostQEMU: true})
 	if err != nil {
 		t.Fatalf("guest run: %v", err)
