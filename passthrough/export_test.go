@@ -17,102 +17,95 @@ import (
 // finds it again, through host renames; what cannot be described is marked
 // with the reason, and the state survives encoding.
 func TestExportState(t *testing.T) {
-	for _, mode := range []migrate.Mode{migrate.FindPaths, migrate.FileHandles} {
-		t.Run(string(mode), func(t *testing.T) {
-			forEachMode(t, Options{}, func(t *testing.T, fs *FS, dir string) {
-				if mode == migrate.FileHandles && unix.Geteuid() != 0 {
-					t.Skip("opening file handles needs CAP_DAC_READ_SEARCH")
+	forEachMigrationMode(t, Options{}, func(t *testing.T, mode migrate.Mode, fs *FS, dir string) {
+		for _, d := range []string{"a", "a/b", "a/b/c"} {
+			if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		writeHostFile(t, filepath.Join(dir, "a/b/c/deep"), "deep")
+		writeHostFile(t, filepath.Join(dir, "a/f"), "f")
+		writeHostFile(t, filepath.Join(dir, "gone"), "g")
+		a := mustLookup(t, fs, fuseproto.RootID, "a")
+		f := mustLookup(t, fs, a, "f")
+		mustLookup(t, fs, a, "f") // two lookups
+		b := mustLookup(t, fs, a, "b")
+		c := mustLookup(t, fs, b, "c")
+		deep := mustLookup(t, fs, c, "deep")
+		gone := mustLookup(t, fs, fuseproto.RootID, "gone")
+		fh, errno := open(t, fs, f, unix.O_RDWR)
+		if errno != 0 {
+			t.Fatal(errno)
+		}
+		// The guest forgets b and c but still knows deep: it is
+		// then described relative to a.
+		fs.Forget(b, 1)
+		fs.Forget(c, 1)
+		// Host changes after the lookups.
+		if err := os.Rename(filepath.Join(dir, "a"), filepath.Join(dir, "renamed")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(dir, "gone")); err != nil {
+			t.Fatal(err)
+		}
+		sess := fuseproto.Session{Major: 7, Minor: 38, Flags: fuse.CAP_ASYNC_READ, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1}
+		st, err := fs.ExportState(ExportOptions{Mode: mode}, sess)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b2, err := migrate.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err = migrate.Unmarshal(b2)
+		if err != nil {
+			t.Fatalf("exported state does not validate: %v", err)
+		}
+		byID := map[uint64]migrate.Inode{}
+		for _, i := range st.Inodes {
+			byID[i.ID] = i
+		}
+		if len(st.Handles) != 1 || st.Handles[0].ID != fh || st.Handles[0].Node != uint64(f) || st.Handles[0].GuestFlags != unix.O_RDWR {
+			t.Errorf("handles %+v, want handle %d on node %d", st.Handles, fh, f)
+		}
+		if byID[uint64(f)].Lookups != 2 || st.NextNode <= uint64(gone) || st.Session.Minor != 38 {
+			t.Errorf("counts: inode %+v, next node %d, session %+v", byID[uint64(f)], st.NextNode, st.Session)
+		}
+		if mode == migrate.FindPaths {
+			want := map[fuseproto.NodeID]string{a: "renamed", f: "renamed/f", deep: "renamed/b/c/deep"}
+			for id, p := range want {
+				if got, ok := st.Path(uint64(id)); !ok || got != p {
+					t.Errorf("path of %d: %q (%v), want %q", id, got, ok, p)
 				}
-				for _, d := range []string{"a", "a/b", "a/b/c"} {
-					if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-						t.Fatal(err)
-					}
-				}
-				writeHostFile(t, filepath.Join(dir, "a/b/c/deep"), "deep")
-				writeHostFile(t, filepath.Join(dir, "a/f"), "f")
-				writeHostFile(t, filepath.Join(dir, "gone"), "g")
-				a := mustLookup(t, fs, fuseproto.RootID, "a")
-				f := mustLookup(t, fs, a, "f")
-				mustLookup(t, fs, a, "f") // two lookups
-				b := mustLookup(t, fs, a, "b")
-				c := mustLookup(t, fs, b, "c")
-				deep := mustLookup(t, fs, c, "deep")
-				gone := mustLookup(t, fs, fuseproto.RootID, "gone")
-				fh, errno := open(t, fs, f, unix.O_RDWR)
-				if errno != 0 {
-					t.Fatal(errno)
-				}
-				// The guest forgets b and c but still knows deep: it is
-				// then described relative to a.
-				fs.Forget(b, 1)
-				fs.Forget(c, 1)
-				// Host changes after the lookups.
-				if err := os.Rename(filepath.Join(dir, "a"), filepath.Join(dir, "renamed")); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.Remove(filepath.Join(dir, "gone")); err != nil {
-					t.Fatal(err)
-				}
-				sess := fuseproto.Session{Major: 7, Minor: 38, Flags: fuse.CAP_ASYNC_READ, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1}
-				st, err := fs.ExportState(ExportOptions{Mode: mode}, sess)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b2, err := migrate.Marshal(st)
-				if err != nil {
-					t.Fatal(err)
-				}
-				st, err = migrate.Unmarshal(b2)
-				if err != nil {
-					t.Fatalf("exported state does not validate: %v", err)
-				}
-				byID := map[uint64]migrate.Inode{}
-				for _, i := range st.Inodes {
-					byID[i.ID] = i
-				}
-				if len(st.Handles) != 1 || st.Handles[0].ID != fh || st.Handles[0].Node != uint64(f) || st.Handles[0].GuestFlags != unix.O_RDWR {
-					t.Errorf("handles %+v, want handle %d on node %d", st.Handles, fh, f)
-				}
-				if byID[uint64(f)].Lookups != 2 || st.NextNode <= uint64(gone) || st.Session.Minor != 38 {
-					t.Errorf("counts: inode %+v, next node %d, session %+v", byID[uint64(f)], st.NextNode, st.Session)
-				}
-				if mode == migrate.FindPaths {
-					want := map[fuseproto.NodeID]string{a: "renamed", f: "renamed/f", deep: "renamed/b/c/deep"}
-					for id, p := range want {
-						if got, ok := st.Path(uint64(id)); !ok || got != p {
-							t.Errorf("path of %d: %q (%v), want %q", id, got, ok, p)
-						}
-					}
-					if i := byID[uint64(deep)]; i.Parent != uint64(a) || i.Name != "b/c/deep" {
-						t.Errorf("deep: parent %d name %q, want %d b/c/deep", i.Parent, i.Name, a)
-					}
-					if i := byID[uint64(gone)]; !strings.Contains(i.Invalid, "removed on the host") || !i.Gone {
-						t.Errorf("file removed on the host: %+v, want it marked invalid and gone", i)
-					}
-				}
-				root, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer unix.Close(root)
-				missing := migrate.Verify(st, root)
-				switch mode {
-				case migrate.FindPaths:
-					if len(missing) != 1 || missing[0].ID != uint64(gone) {
-						t.Errorf("verify: %+v, want only the unlinked file missing", missing)
-					}
-				case migrate.FileHandles:
-					// The unlinked file is still open here (as it is
-					// in a source daemon until the destination has
-					// loaded the state), so its handle still opens.
-					if len(missing) != 0 {
-						t.Errorf("verify: %+v, want everything found", missing)
-					}
-				}
-				release(fs, f, fh)
-			})
-		})
-	}
+			}
+			if i := byID[uint64(deep)]; i.Parent != uint64(a) || i.Name != "b/c/deep" {
+				t.Errorf("deep: parent %d name %q, want %d b/c/deep", i.Parent, i.Name, a)
+			}
+			if i := byID[uint64(gone)]; !strings.Contains(i.Invalid, "removed on the host") || !i.Gone {
+				t.Errorf("file removed on the host: %+v, want it marked invalid and gone", i)
+			}
+		}
+		root, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(root)
+		missing := migrate.Verify(st, root)
+		switch mode {
+		case migrate.FindPaths:
+			if len(missing) != 1 || missing[0].ID != uint64(gone) {
+				t.Errorf("verify: %+v, want only the unlinked file missing", missing)
+			}
+		case migrate.FileHandles:
+			// The unlinked file is still open here (as it is
+			// in a source daemon until the destination has
+			// loaded the state), so its handle still opens.
+			if len(missing) != 0 {
+				t.Errorf("verify: %+v, want everything found", missing)
+			}
+		}
+		release(fs, f, fh)
+	})
 }
 
 // TestExportConfirmPaths: with --migration-confirm-paths a path that no

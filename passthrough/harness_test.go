@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferryfs/ferryfs/fuseproto"
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/migrate"
 )
 
 // These tests drive the filesystem through its FileSystem methods, the way
@@ -111,3 +112,19 @@ func outsideDir(t *testing.T, shared string) string {
 }
 
 var _ = unix.O_RDONLY
+
+// forEachMigrationMode runs f once per migration mode (--migration-mode)
+// within each inode reference mode (forEachMode). File-handles mode needs
+// CAP_DAC_READ_SEARCH for open_by_handle_at, and skips without it.
+func forEachMigrationMode(t *testing.T, opts Options, f func(t *testing.T, mode migrate.Mode, fs *FS, dir string)) {
+	for _, mode := range []migrate.Mode{migrate.FindPaths, migrate.FileHandles} {
+		t.Run(string(mode), func(t *testing.T) {
+			forEachMode(t, opts, func(t *testing.T, fs *FS, dir string) {
+				if mode == migrate.FileHandles && unix.Geteuid() != 0 {
+					t.Skip("opening file handles needs CAP_DAC_READ_SEARCH")
+				}
+				f(t, mode, fs, dir)
+			})
+		})
+	}
+}

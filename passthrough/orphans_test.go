@@ -234,52 +234,45 @@ func TestOrphansAtUnmount(t *testing.T) {
 // reports nlink 0, and removes the hidden name at the guest's last close.
 // The source, which handed its state over, leaves the name alone.
 func TestMigrateOrphan(t *testing.T) {
-	for _, mode := range []migrate.Mode{migrate.FindPaths, migrate.FileHandles} {
-		t.Run(string(mode), func(t *testing.T) {
-			forEachMode(t, Options{}, func(t *testing.T, src *FS, dir string) {
-				if mode == migrate.FileHandles && unix.Geteuid() != 0 {
-					t.Skip("opening file handles needs CAP_DAC_READ_SEARCH")
-				}
-				root := fuseproto.RootID
-				if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				d := mustLookup(t, src, root, "d")
-				node, fh := create(t, src, d, "gone", unix.O_RDWR, 0o644)
-				write(t, src, node, fh, 0, "kept")
-				if errno := src.Unlink(req(d), d, "gone"); errno != 0 {
-					t.Fatal(errno)
-				}
-				st := exportFor(t, src, ExportOptions{Mode: mode, VerifyHandles: mode == migrate.FindPaths})
-				var mi *migrate.Inode
-				for k := range st.Inodes {
-					if st.Inodes[k].ID == uint64(node) {
-						mi = &st.Inodes[k]
-					}
-				}
-				if mi == nil || !mi.Unlinked || mi.Invalid != "" || !strings.HasPrefix(mi.Name, OrphanDir+"/") {
-					t.Fatalf("exported inode %+v: want an unlinked one named in %s", mi, OrphanDir)
-				}
-				src.KeepOrphans()
-				src.Destroy() // the source's guest is gone; the name must stay
+	forEachMigrationMode(t, Options{}, func(t *testing.T, mode migrate.Mode, src *FS, dir string) {
+		root := fuseproto.RootID
+		if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		d := mustLookup(t, src, root, "d")
+		node, fh := create(t, src, d, "gone", unix.O_RDWR, 0o644)
+		write(t, src, node, fh, 0, "kept")
+		if errno := src.Unlink(req(d), d, "gone"); errno != 0 {
+			t.Fatal(errno)
+		}
+		st := exportFor(t, src, ExportOptions{Mode: mode, VerifyHandles: mode == migrate.FindPaths})
+		var mi *migrate.Inode
+		for k := range st.Inodes {
+			if st.Inodes[k].ID == uint64(node) {
+				mi = &st.Inodes[k]
+			}
+		}
+		if mi == nil || !mi.Unlinked || mi.Invalid != "" || !strings.HasPrefix(mi.Name, OrphanDir+"/") {
+			t.Fatalf("exported inode %+v: want an unlinked one named in %s", mi, OrphanDir)
+		}
+		src.KeepOrphans()
+		src.Destroy() // the source's guest is gone; the name must stay
 
-				dst := newDest(t, src, dir)
-				if _, err := dst.ImportState(st, ImportOptions{OnError: migrate.Abort}); err != nil {
-					t.Fatalf("import: %v", err)
-				}
-				if b, errno := read(t, dst, node, fh, 64); errno != 0 || string(b) != "kept" {
-					t.Fatalf("read on the destination: %q, %v", b, errno)
-				}
-				write(t, dst, node, fh, 4, "!")
-				if n := nlinkOf(t, dst, node); n != 0 {
-					t.Errorf("destination reports nlink %d, want 0", n)
-				}
-				wantOrphans(t, dir, 1)
-				release(dst, node, fh)
-				wantOrphans(t, dir, 0)
-			})
-		})
-	}
+		dst := newDest(t, src, dir)
+		if _, err := dst.ImportState(st, ImportOptions{OnError: migrate.Abort}); err != nil {
+			t.Fatalf("import: %v", err)
+		}
+		if b, errno := read(t, dst, node, fh, 64); errno != 0 || string(b) != "kept" {
+			t.Fatalf("read on the destination: %q, %v", b, errno)
+		}
+		write(t, dst, node, fh, 4, "!")
+		if n := nlinkOf(t, dst, node); n != 0 {
+			t.Errorf("destination reports nlink %d, want 0", n)
+		}
+		wantOrphans(t, dir, 1)
+		release(dst, node, fh)
+		wantOrphans(t, dir, 0)
+	})
 }
 
 // TestImportOrphanOutsideHiddenDir: a state may only name an unlinked file
