@@ -66,6 +66,22 @@ func BenchmarkOps(b *testing.B) {
 					}
 				}
 			})
+			// A guest's 1 MiB write comes in 256 pages.
+			b.Run("write-1m-pages", func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(1 << 20)
+				page := make([]byte, 1<<20)
+				src := make([][]byte, 0, 256)
+				for p := range 256 {
+					src = append(src, page[p*4096:(p+1)*4096])
+				}
+				in := &fuse.WriteIn{Fh: fh, Size: 1 << 20}
+				for n := 0; n < b.N; n++ {
+					if _, errno := fs.Write(req(f), in, src); errno != 0 {
+						b.Fatal(errno)
+					}
+				}
+			})
 			b.Run("open-release", func(b *testing.B) {
 				b.ReportAllocs()
 				var oo fuse.OpenOut

@@ -21,12 +21,20 @@ type Ferryfs struct {
 	// Flags are extra command-line flags, virtiofsd-compatible, e.g.
 	// "--xattr".
 	Flags []string
+	// Label names this daemon in logs and benchmark results when two
+	// ferryfs builds are compared; "" means "ferryfs".
+	Label string
 }
 
 var _ Daemon = Ferryfs{}
 
 // Name implements Daemon.
-func (Ferryfs) Name() string { return "ferryfs" }
+func (f Ferryfs) Name() string {
+	if f.Label != "" {
+		return f.Label
+	}
+	return "ferryfs"
+}
 
 // Start implements Daemon.
 func (f Ferryfs) Start(t testing.TB, run *Run, socket string) (*Process, error) {
