@@ -7,6 +7,7 @@
 #   sudo scripts/bench-vs-virtiofsd.sh                 # 3 rounds, --cache=auto
 #   sudo ROUNDS=5 FLAGS="--cache=never" scripts/bench-vs-virtiofsd.sh
 #   sudo ONLY=sequential,random scripts/bench-vs-virtiofsd.sh   # some groups only
+#   sudo OTHERS=/tmp/ferryfs-before scripts/bench-vs-virtiofsd.sh   # also measure another build
 #
 # Guests run under TCG, so absolute times mostly measure the emulated guest
 # kernel; the daemon CPU time is the steadier figure.
@@ -19,4 +20,5 @@ scripts/e2e-assets.sh >/dev/null
 export FERRYFS_BENCH_ROUNDS="${ROUNDS:-3}"
 export FERRYFS_BENCH_FLAGS="${FLAGS:---cache=auto}"
 export FERRYFS_BENCH_GROUPS="${ONLY:-}"
+export FERRYFS_BENCH_OTHERS="${OTHERS:-}"
 exec go test -run '^$' -bench '^BenchmarkGuestVsVirtiofsd$' -benchtime 1x -timeout 3h ./tests/vm/

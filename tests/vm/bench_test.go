@@ -3,6 +3,7 @@ package vm
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -40,7 +41,9 @@ var benchGroups = []benchGroup{
 //
 // FERRYFS_BENCH_ROUNDS sets the number of rounds (default 3);
 // FERRYFS_BENCH_FLAGS adds flags to both daemons (default --cache=auto);
-// FERRYFS_BENCH_GROUPS picks groups (default all).
+// FERRYFS_BENCH_GROUPS picks groups (default all); FERRYFS_BENCH_OTHERS
+// lists more ferryfs binaries to compare (comma-separated, each named by its
+// file name), e.g. a build of the code before a change.
 func BenchmarkGuestVsVirtiofsd(b *testing.B) {
 	RequireVM(b)
 	rounds := benchRounds(b)
@@ -52,6 +55,7 @@ func BenchmarkGuestVsVirtiofsd(b *testing.B) {
 		Ferryfs{Binary: BuildFerryfs(b), Flags: flags},
 		Virtiofsd{Flags: flags},
 	}
+	daemons = append(daemons, otherFerryfs(flags)...)
 	// wall[daemon][workload] and cpu[daemon][group] collect every round.
 	wall := map[string]map[string][]float64{}
 	cpu := map[string]map[string][]float64{}
@@ -63,7 +67,8 @@ func BenchmarkGuestVsVirtiofsd(b *testing.B) {
 			for _, g := range groups {
 				order := daemons
 				if round%2 == 1 {
-					order = []Daemon{daemons[1], daemons[0]}
+					order = slices.Clone(daemons)
+					slices.Reverse(order)
 				}
 				for _, d := range order {
 					res := bootBench(b, a, files, d, g)
@@ -80,14 +85,30 @@ func BenchmarkGuestVsVirtiofsd(b *testing.B) {
 	fmt.Printf("\nferryfs vs virtiofsd 1.13, %d rounds, flags %s (medians; ratio < 1 means ferryfs is faster)\n",
 		rounds, strings.Join(flags, " "))
 	fmt.Printf("%-28s %12s %12s %8s\n", "guest wall time (s)", "ferryfs", "virtiofsd", "ratio")
-	for _, g := range groups {
-		for _, w := range g.report {
-			printRatio(w, median(wall["ferryfs"][w]), median(wall["virtiofsd"][w]))
+	for _, d := range daemons {
+		if d.Name() == "virtiofsd" {
+			continue
+		}
+		if d.Name() != "ferryfs" {
+			fmt.Printf("%s:\n", d.Name())
+		}
+		for _, g := range groups {
+			for _, w := range g.report {
+				printRatio(w, median(wall[d.Name()][w]), median(wall["virtiofsd"][w]))
+			}
 		}
 	}
 	fmt.Printf("%-28s %12s %12s %8s\n", "daemon CPU time (s)", "ferryfs", "virtiofsd", "ratio")
-	for _, g := range groups {
-		printRatio(g.name+" ("+g.run+")", median(cpu["ferryfs"][g.name]), median(cpu["virtiofsd"][g.name]))
+	for _, d := range daemons {
+		if d.Name() == "virtiofsd" {
+			continue
+		}
+		if d.Name() != "ferryfs" {
+			fmt.Printf("%s:\n", d.Name())
+		}
+		for _, g := range groups {
+			printRatio(g.name+" ("+g.run+")", median(cpu[d.Name()][g.name]), median(cpu["virtiofsd"][g.name]))
+		}
 	}
 	for _, g := range groups {
 		fmt.Printf("  %s: %s\n", g.name, g.describe)
@@ -95,15 +116,18 @@ func BenchmarkGuestVsVirtiofsd(b *testing.B) {
 }
 
 // usage splits a stopped daemon's CPU time into user and system time and
-// counts its page faults: touching guest memory for the first time costs
-// the daemon a fault per page.
+// counts its page faults (touching guest memory for the first time costs
+// the daemon a fault per page) and its voluntary and involuntary context
+// switches (each wait for a kick is one, and so is each wake-up of a Go
+// runtime thread).
 func usage(p *Process) string {
 	ru := p.Rusage()
 	if ru == nil {
 		return ""
 	}
-	return fmt.Sprintf(" (user %.2fs sys %.2fs, %d minor faults)",
-		time.Duration(syscall.TimevalToNsec(ru.Utime)).Seconds(), time.Duration(syscall.TimevalToNsec(ru.Stime)).Seconds(), ru.Minflt)
+	return fmt.Sprintf(" (user %.2fs sys %.2fs, %d minor faults, %d+%d context switches)",
+		time.Duration(syscall.TimevalToNsec(ru.Utime)).Seconds(), time.Duration(syscall.TimevalToNsec(ru.Stime)).Seconds(), ru.Minflt,
+		ru.Nvcsw, ru.Nivcsw)
 }
 
 func bootBench(b *testing.B, a *Assets, files map[string]string, d Daemon, g benchGroup) *Result {
@@ -137,6 +161,15 @@ func selectedGroups(b *testing.B) []benchGroup {
 		groups = append(groups, benchGroups[i])
 	}
 	return groups
+}
+
+// otherFerryfs returns the ferryfs builds FERRYFS_BENCH_OTHERS lists.
+func otherFerryfs(flags []string) []Daemon {
+	var ds []Daemon
+	for _, bin := range strings.FieldsFunc(os.Getenv("FERRYFS_BENCH_OTHERS"), func(r rune) bool { return r == ',' }) {
+		ds = append(ds, Ferryfs{Binary: bin, Flags: flags, Label: filepath.Base(bin)})
+	}
+	return ds
 }
 
 // benchRounds returns FERRYFS_BENCH_ROUNDS, the number of rounds of a
