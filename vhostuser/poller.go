@@ -1,6 +1,7 @@
 package vhostuser
 
 import (
+	"fmt"
 	"log/slog"
 	"runtime"
 	"slices"
@@ -18,19 +19,26 @@ import (
 // Why one goroutine, and why it waits in a raw system call while busy:
 // profiling a guest that sends one request at a time (most file system
 // calls) showed a third of the daemon's CPU time in the Go runtime rather
-// than in serving. A goroutine blocked in an ordinary system call (ppoll)
-// lets sysmon take its P after 20µs when no P is idle, or after 10ms of the
-// same goroutine running; the next kick then exits the system call on the
-// slow path, which wakes sysmon from its deep sleep, which polls every 20µs
+// than in serving. A goroutine blocked in an ordinary system call lets
+// sysmon take its P after 20µs when no P is idle, or after 10ms of the same
+// goroutine running; the next kick then exits the system call on the slow
+// path, which wakes sysmon from its deep sleep, which polls every 20µs
 // again: 30 k nanosleeps and 18 k futex calls for 32 k kicks. Waiting in
 // the netpoller instead leaves every P idle between requests, with the same
-// sysmon wake-ups. A raw ppoll keeps the P: the runtime sees a running
+// sysmon wake-ups. A raw epoll_wait keeps the P: the runtime sees a running
 // goroutine, sysmon backs off to 10ms and only preempts it then (a signal
-// that interrupts the ppoll with EINTR, where we yield). One goroutine
-// holds one P for all rings, and the back-end adds one to GOMAXPROCS for
-// it, so it costs the workers no parallelism.
+// that interrupts the wait with EINTR, where we yield). One goroutine holds
+// one P for all rings, and the back-end adds one to GOMAXPROCS for it, so it
+// costs the workers no parallelism.
 //
-// After rawIdle without a kick the poller goes back to an ordinary ppoll,
+// Kick descriptors are watched edge-triggered and never read: every write
+// to an eventfd wakes its waiters, so each kick is an edge, and the counter
+// it leaves behind needs no reset. That is one system call less per kick
+// than reading it (virtiofsd reads it), and a kick descriptor that is not an
+// eventfd (a pipe, /dev/zero: always readable) gives one edge, not a busy
+// loop.
+//
+// After rawIdle without a kick the poller goes back to an ordinary wait,
 // so an idle daemon lets the runtime sleep (no 10ms preemptions) the way
 // virtiofsd sleeps.
 type kickPoller struct {
@@ -52,7 +60,7 @@ type polled struct {
 	kick int32
 }
 
-// rawIdle is how long the poller waits in a raw ppoll for the next kick
+// rawIdle is how long the poller waits in a raw epoll_wait for the next kick
 // before it hands its P back to the runtime.
 const rawIdle = 20 * time.Millisecond
 
@@ -126,9 +134,18 @@ func (p *kickPoller) poke() {
 
 func (p *kickPoller) run() {
 	defer close(p.done)
-	fds := []unix.PollFd{{Fd: int32(p.wakeFD), Events: unix.POLLIN}}
-	var rings []polled // rings[i] owns fds[i+1]
-	var drain [8]byte
+	var (
+		rings  []polled // the set ep watches: event tag i+1 is rings[i], 0 the wake eventfd
+		ep     = -1
+		events [8]unix.EpollEvent
+		drain  [8]byte
+	)
+	defer func() {
+		if ep >= 0 {
+			unix.Close(ep)
+		}
+	}()
+	p.changed.Store(true) // build the first set
 	raw := true
 	lastKick := time.Now()
 	for !p.closing.Load() {
@@ -136,34 +153,41 @@ func (p *kickPoller) run() {
 			p.mu.Lock()
 			rings = append(rings[:0], p.rings...)
 			p.mu.Unlock()
-			fds = fds[:1]
-			for _, r := range rings {
-				fds = append(fds, unix.PollFd{Fd: r.kick, Events: unix.POLLIN})
+			if ep >= 0 {
+				unix.Close(ep)
+			}
+			var err error
+			if ep, err = p.watch(rings); err != nil {
+				p.log.Error("waiting for kicks; no longer processing any queue", "err", err)
+				return
 			}
 			// A ring may hold chains from before it was (re)started
 			// or enabled, for which no kick will come.
 			for _, r := range rings {
-				p.drain(r.v, false)
+				p.drain(r.v)
 			}
 			continue // the set may have changed again meanwhile
 		}
-		for k := range fds {
-			fds[k].Revents = 0
-		}
-		var err error
+		var (
+			n   uintptr
+			err error
+		)
 		if raw {
 			left := rawIdle - time.Since(lastKick)
 			if left <= 0 {
 				raw = false
 				continue
 			}
-			ts := unix.NsecToTimespec(int64(left))
-			_, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)), uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+			ms := (left + time.Millisecond - 1) / time.Millisecond
+			var errno unix.Errno
+			n, _, errno = unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(ms), 0, 0)
 			if errno != 0 {
 				err = errno
 			}
 		} else {
-			_, err = unix.Ppoll(fds, nil, nil)
+			var k int
+			k, err = unix.EpollWait(ep, events[:], -1)
+			n = uintptr(max(k, 0))
 		}
 		if err == unix.EINTR {
 			// Most likely the runtime preempting us: let it.
@@ -174,39 +198,55 @@ func (p *kickPoller) run() {
 			p.log.Error("waiting for kicks; no longer processing any queue", "err", err)
 			return
 		}
-		if fds[0].Revents&unix.POLLIN != 0 {
-			unix.Read(p.wakeFD, drain[:])
-		}
-		for i, r := range rings {
-			if fds[i+1].Revents == 0 {
+		for _, ev := range events[:n] {
+			tag := int(ev.Fd)
+			if tag == 0 {
+				unix.Read(p.wakeFD, drain[:])
 				continue
 			}
+			if tag > len(rings) {
+				continue // from a set before the last change
+			}
+			r := rings[tag-1]
 			raw, lastKick = true, time.Now()
-			if broken := p.drain(r.v, true); broken {
+			if broken := p.drain(r.v); broken {
 				p.forget(r.v)
 			}
 		}
 	}
 }
 
-// drain serves v's available chains; kicked says v's kick descriptor
-// fired and must be read first. It reports whether v is broken.
-func (p *kickPoller) drain(v *vring, kicked bool) (broken bool) {
+// watch returns a new epoll instance watching the wake eventfd and the kick
+// descriptors of rings. A kick descriptor epoll refuses (a regular file,
+// which a broken front-end may send) breaks its ring only.
+func (p *kickPoller) watch(rings []polled) (int, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("epoll_create1: %w", err)
+	}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, p.wakeFD, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: 0}); err != nil {
+		unix.Close(ep)
+		return -1, fmt.Errorf("epoll_ctl wake eventfd: %w", err)
+	}
+	for i, r := range rings {
+		err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, int(r.kick), &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(i + 1)})
+		if err != nil {
+			r.v.log.Error("kick descriptor cannot be waited for; no longer processing the queue", "queue", r.v.index, "err", err)
+			r.v.serving.Lock()
+			r.v.broken = true
+			r.v.serving.Unlock()
+			p.forget(r.v)
+		}
+	}
+	return ep, nil
+}
+
+// drain serves v's available chains. It reports whether v is broken.
+func (p *kickPoller) drain(v *vring) (broken bool) {
 	v.serving.Lock()
 	defer v.serving.Unlock()
 	if v.stopping.Load() || v.broken {
 		return v.broken
-	}
-	if kicked {
-		var buf [8]byte
-		n, err := unix.Read(v.kickFD, buf[:])
-		if n != len(buf) && err != unix.EAGAIN {
-			// An eventfd reads 8 bytes and resets; anything else (a
-			// pipe at its end, /dev/zero) would wake us forever.
-			v.log.Error("kick descriptor failed or is not an eventfd; no longer processing the queue", "queue", v.index, "read", n, "err", err)
-			v.broken = true
-			return true
-		}
 	}
 	if !v.enabled.Load() {
 		return false
