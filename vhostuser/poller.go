@@ -203,7 +203,8 @@ func (p *kickPoller) run() {
 			n = uintptr(max(k, 0))
 		}
 		if err == unix.EINTR {
-			// Most likely the runtime preempting us: let it.
+			// A signal: in the ordinary wait, most likely the
+			// runtime preempting us (the raw wait blocks that one).
 			runtime.Gosched()
 			continue
 		}
