@@ -14,7 +14,7 @@ const iovMax = 1024
 
 // iovecs holds the struct iovec arrays of transfers in progress. x/sys's
 // Preadv and Pwritev2 build a new one per call, which for a guest's 1 MiB
-// write in pages is 4 KiB of garbage per request.
+// write in pages is 9 KiB in 5 allocations per request.
 var iovecs = sync.Pool{New: func() any {
 	s := make([]unix.Iovec, 0, iovMax)
 	return &s

@@ -27,7 +27,7 @@ import (
 // the netpoller instead leaves every P idle between requests, with the same
 // sysmon wake-ups. A raw epoll_wait keeps the P: the runtime sees a running
 // goroutine, sysmon backs off to 10ms and only preempts it then (a signal
-// that interrupts the wait with EINTR, where we yield). One goroutine holds
+// taken when the wait ends, see waitMask, where we yield). One goroutine holds
 // one P for all rings, and the back-end adds one to GOMAXPROCS for it, so it
 // costs the workers no parallelism.
 //
@@ -38,7 +38,7 @@ import (
 // eventfd (a pipe, /dev/zero: always readable) gives one edge, not a busy
 // loop.
 //
-// After rawIdle without a kick the poller goes back to an ordinary wait,
+// After rawIdle without an event the poller goes back to an ordinary wait,
 // so an idle daemon lets the runtime sleep (no 10ms preemptions) the way
 // virtiofsd sleeps.
 type kickPoller struct {
@@ -150,7 +150,7 @@ func (p *kickPoller) run() {
 		rings  []polled // the set ep watches: event tag i+1 is rings[i], 0 the wake eventfd
 		ep     = -1
 		events [8]unix.EpollEvent
-		drain  [8]byte
+		buf    [8]byte // the wake eventfd's counter
 	)
 	defer func() {
 		if ep >= 0 {
@@ -214,7 +214,7 @@ func (p *kickPoller) run() {
 		for _, ev := range events[:n] {
 			tag := int(ev.Fd)
 			if tag == 0 {
-				unix.Read(p.wakeFD, drain[:])
+				unix.Read(p.wakeFD, buf[:])
 				continue
 			}
 			if tag > len(rings) {

@@ -84,32 +84,18 @@ func BenchmarkGuestVsVirtiofsd(b *testing.B) {
 	}
 	fmt.Printf("\nferryfs vs virtiofsd 1.13, %d rounds, flags %s (medians; ratio < 1 means ferryfs is faster)\n",
 		rounds, strings.Join(flags, " "))
-	fmt.Printf("%-28s %12s %12s %8s\n", "guest wall time (s)", "ferryfs", "virtiofsd", "ratio")
-	for _, d := range daemons {
-		if d.Name() == "virtiofsd" {
-			continue
-		}
-		if d.Name() != "ferryfs" {
-			fmt.Printf("%s:\n", d.Name())
-		}
+	printTable("guest wall time (s)", daemons, func(name string) {
 		for _, g := range groups {
 			for _, w := range g.report {
-				printRatio(w, median(wall[d.Name()][w]), median(wall["virtiofsd"][w]))
+				printRatio(w, median(wall[name][w]), median(wall["virtiofsd"][w]))
 			}
 		}
-	}
-	fmt.Printf("%-28s %12s %12s %8s\n", "daemon CPU time (s)", "ferryfs", "virtiofsd", "ratio")
-	for _, d := range daemons {
-		if d.Name() == "virtiofsd" {
-			continue
-		}
-		if d.Name() != "ferryfs" {
-			fmt.Printf("%s:\n", d.Name())
-		}
+	})
+	printTable("daemon CPU time (s)", daemons, func(name string) {
 		for _, g := range groups {
-			printRatio(g.name+" ("+g.run+")", median(cpu[d.Name()][g.name]), median(cpu["virtiofsd"][g.name]))
+			printRatio(g.name+" ("+g.run+")", median(cpu[name][g.name]), median(cpu["virtiofsd"][g.name]))
 		}
-	}
+	})
 	for _, g := range groups {
 		fmt.Printf("  %s: %s\n", g.name, g.describe)
 	}
@@ -194,6 +180,23 @@ func benchFlags(defaults ...string) []string {
 		return flags
 	}
 	return defaults
+}
+
+// printTable prints a table's header, then the rows of each ferryfs build
+// against virtiofsd, those of a build other than the main one under its
+// name.
+func printTable(title string, daemons []Daemon, rows func(name string)) {
+	fmt.Printf("%-28s %12s %12s %8s\n", title, "ferryfs", "virtiofsd", "ratio")
+	for _, d := range daemons {
+		switch d.Name() {
+		case "virtiofsd":
+			continue
+		case "ferryfs":
+		default:
+			fmt.Printf("%s:\n", d.Name())
+		}
+		rows(d.Name())
+	}
 }
 
 func printRatio(name string, a, v float64) {
