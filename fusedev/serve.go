@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // Handler serves FUSE requests. *fuseproto.Server implements it; fusedev
@@ -49,6 +51,8 @@ func (c *Conn) Serve(h Handler, workers int) error {
 	workers = max(workers, 1)
 	c.log.Debug("serving FUSE requests", "mountpoint", c.mountpoint, "workers", workers)
 	errs := make(chan error, workers)
+	rawsys.AddProcs(workers) // the handler serves with raw system calls
+	defer rawsys.AddProcs(-workers)
 	for range workers {
 		go func() { errs <- c.work(h) }()
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // DefaultFDCacheSize is how many O_PATH descriptors of handle-referenced
@@ -73,7 +75,7 @@ func (s *Store) evictLocked() bool {
 			fd := i.cachedFD
 			i.cachedFD = -1
 			i.cacheMu.Unlock()
-			unix.Close(fd)
+			rawsys.Close(fd)
 			s.opts.Budget.Release()
 			c.fifo.Remove(e)
 			i.cacheElem = nil
@@ -98,7 +100,7 @@ func (s *Store) uncache(i *Inode) {
 	i.cachedFD = -1
 	i.cacheMu.Unlock()
 	if fd >= 0 {
-		unix.Close(fd)
+		rawsys.Close(fd)
 		s.opts.Budget.Release()
 	}
 }
@@ -127,7 +129,7 @@ func (s *Store) reopenCached(i *Inode, flags int) (int, bool, error) {
 // path under the shared directory.
 func openProcFD(procFD, fd, flags int) (int, error) {
 	for {
-		nfd, err := unix.Openat(procFD, strconv.Itoa(fd), flags, 0)
+		nfd, err := rawsys.Openat(procFD, strconv.Itoa(fd), flags, 0)
 		if err != unix.EINTR {
 			return nfd, err
 		}

@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // Handle is a file or directory the guest holds open.
@@ -79,7 +80,7 @@ func (s *Store) GetHandle(id uint64, node fuseproto.NodeID) (*Handle, error) {
 func (s *Store) PutHandle(h *Handle) {
 	if h.refs.Add(-1) == 0 {
 		if h.lost == 0 { // a lost handle has neither descriptor nor budget
-			unix.Close(h.FD)
+			rawsys.Close(h.FD)
 			s.opts.Budget.Release()
 		}
 		s.Put(h.Inode)

@@ -6,6 +6,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // RestoredInode is an inode of a migration source, found again on this
@@ -67,12 +68,12 @@ func (s *Store) Restore(inodes []RestoredInode, handles []RestoredHandle, nextNo
 		}
 		for _, in := range inodes {
 			if in.FD >= 0 && in.ID != fuseproto.RootID {
-				unix.Close(in.FD)
+				rawsys.Close(in.FD)
 			}
 		}
 		for _, h := range handles {
 			if h.Lost == 0 {
-				unix.Close(h.FD)
+				rawsys.Close(h.FD)
 				s.opts.Budget.Release() // reserved by the caller, as for AddHandle
 			}
 		}
@@ -86,7 +87,7 @@ func (s *Store) Restore(inodes []RestoredInode, handles []RestoredHandle, nextNo
 			}
 			rootLookups = in.Lookups
 			if in.FD >= 0 {
-				unix.Close(in.FD)
+				rawsys.Close(in.FD)
 			}
 			inodes[k].FD = -1
 			continue
@@ -99,7 +100,7 @@ func (s *Store) Restore(inodes []RestoredInode, handles []RestoredHandle, nextNo
 		if in.Lost != 0 {
 			i = lostInode(in)
 			if in.FD >= 0 {
-				unix.Close(in.FD)
+				rawsys.Close(in.FD)
 			}
 		} else {
 			i, err = s.restoredInode(in)
@@ -191,7 +192,7 @@ func (s *Store) Unpin(fd int, stx *unix.Statx_t) (in RestoredInode, ok bool, err
 	if err != nil || h == nil {
 		return in, false, err
 	}
-	unix.Close(fd)
+	rawsys.Close(fd)
 	return RestoredInode{FD: -1, Handle: h, Key: KeyOf(stx), Mode: mode}, true, nil
 }
 
@@ -205,25 +206,25 @@ func (s *Store) restoredInode(in RestoredInode) (*Inode, error) {
 	}
 	var stx unix.Statx_t
 	if err := statxFD(in.FD, &stx); err != nil {
-		unix.Close(in.FD)
+		rawsys.Close(in.FD)
 		return nil, fmt.Errorf("statx: %w", err)
 	}
 	i := &Inode{ID: in.ID, Key: KeyOf(&stx), Mode: uint32(stx.Mode) & unix.S_IFMT, fd: -1, cachedFD: -1, lookups: in.Lookups}
 	i.refs.Store(1) // the table's
 	h, err := s.handleFor(in.FD, i.Mode)
 	if err != nil {
-		unix.Close(in.FD)
+		rawsys.Close(in.FD)
 		return nil, err
 	}
 	if h != nil {
 		i.Handle, i.handleKey = h, h.mapKey()
 		if !s.cacheFD(i, in.FD) {
-			unix.Close(in.FD)
+			rawsys.Close(in.FD)
 		}
 		return i, nil
 	}
 	if !s.opts.Budget.Acquire() {
-		unix.Close(in.FD)
+		rawsys.Close(in.FD)
 		return nil, unix.EMFILE
 	}
 	i.fd, i.fdBudgeted = in.FD, s.opts.Budget != nil

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // Options configures a Store.
@@ -128,12 +129,12 @@ func (s *Store) probeHandles(rootFD int) (*FileHandle, error) {
 	if err != nil {
 		return nil, err
 	}
-	fd, err := unix.OpenByHandleAt(mfd, unix.NewFileHandle(h.Type, h.Bytes), unix.O_PATH|unix.O_CLOEXEC)
+	fd, err := rawsys.OpenByHandleAt(mfd, h.Type, h.Bytes, unix.O_PATH|unix.O_CLOEXEC)
 	if err != nil {
-		unix.Close(mfd)
+		rawsys.Close(mfd)
 		return nil, fmt.Errorf("open_by_handle_at: %w", err)
 	}
-	unix.Close(fd)
+	rawsys.Close(fd)
 	s.mounts[h.MountID] = mfd
 	return h, nil
 }
@@ -149,7 +150,7 @@ func (s *Store) openMountFD(fd int, mode uint32) (int, error) {
 	if mode != unix.S_IFDIR && mode != unix.S_IFREG {
 		return -1, fmt.Errorf("first object seen on a mount is not a directory or a file: %w", unix.EOPNOTSUPP)
 	}
-	mfd, err := unix.Openat(s.opts.ProcSelfFD, strconv.Itoa(fd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	mfd, err := rawsys.Openat(s.opts.ProcSelfFD, strconv.Itoa(fd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open mount descriptor: %w", err)
 	}
@@ -194,7 +195,7 @@ func (s *Store) release(i *Inode) {
 		s.uncache(i)
 	}
 	if i.fd >= 0 {
-		unix.Close(i.fd)
+		rawsys.Close(i.fd)
 		i.fd = -1
 		if i.fdBudgeted {
 			s.opts.Budget.Release()
@@ -216,7 +217,7 @@ func (s *Store) Insert(fd int, stx *unix.Statx_t) (*Inode, error) {
 	key := KeyOf(stx)
 	h, err := s.handleFor(fd, uint32(stx.Mode)&unix.S_IFMT)
 	if err != nil {
-		unix.Close(fd)
+		rawsys.Close(fd)
 		return nil, err
 	}
 	var hkey string
@@ -236,7 +237,7 @@ func (s *Store) Insert(fd int, stx *unix.Statx_t) (*Inode, error) {
 		existing.refs.Add(1)
 		s.mu.Unlock()
 		if !s.cacheFD(existing, fd) {
-			unix.Close(fd)
+			rawsys.Close(fd)
 		}
 		return existing, nil
 	}
@@ -246,7 +247,7 @@ func (s *Store) Insert(fd int, stx *unix.Statx_t) (*Inode, error) {
 	} else {
 		if !s.opts.Budget.Acquire() {
 			s.mu.Unlock()
-			unix.Close(fd)
+			rawsys.Close(fd)
 			return nil, unix.EMFILE
 		}
 		i.fd, i.fdBudgeted = fd, s.opts.Budget != nil
@@ -262,7 +263,7 @@ func (s *Store) Insert(fd int, stx *unix.Statx_t) (*Inode, error) {
 	}
 	s.mu.Unlock()
 	if h != nil && !s.cacheFD(i, fd) {
-		unix.Close(fd)
+		rawsys.Close(fd)
 	}
 	return i, nil
 }
@@ -386,7 +387,7 @@ type PathFD struct {
 func (p PathFD) Close() {
 	switch {
 	case p.owned:
-		unix.Close(p.FD)
+		rawsys.Close(p.FD)
 	case p.cached != nil:
 		p.cached.RUnlock()
 	}
@@ -458,7 +459,7 @@ func (s *Store) openHandle(i *Inode, flags int) (int, error) {
 	if !ok {
 		return -1, fmt.Errorf("no descriptor for mount %d: %w", i.Handle.MountID, unix.ESTALE)
 	}
-	fd, err := unix.OpenByHandleAt(mfd, unix.NewFileHandle(i.Handle.Type, i.Handle.Bytes), flags|unix.O_CLOEXEC)
+	fd, err := rawsys.OpenByHandleAt(mfd, i.Handle.Type, i.Handle.Bytes, flags|unix.O_CLOEXEC)
 	if err != nil {
 		return -1, err
 	}
@@ -496,7 +497,7 @@ func (s *Store) Close() {
 	s.Reset()
 	s.mountsMu.Lock()
 	for id, fd := range s.mounts {
-		unix.Close(fd)
+		rawsys.Close(fd)
 		delete(s.mounts, id)
 	}
 	s.mountsMu.Unlock()
@@ -505,19 +506,19 @@ func (s *Store) Close() {
 
 // nameToHandle returns the file handle of the object open at fd.
 func nameToHandle(fd int) (*FileHandle, error) {
-	h, mountID, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
+	typ, h, mountID, err := rawsys.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
 	if err != nil {
 		if errors.Is(err, unix.EOPNOTSUPP) {
 			return nil, fmt.Errorf("name_to_handle_at: filesystem has no file handles: %w", err)
 		}
 		return nil, fmt.Errorf("name_to_handle_at: %w", err)
 	}
-	return &FileHandle{MountID: uint64(mountID), Type: h.Type(), Bytes: h.Bytes()}, nil
+	return &FileHandle{MountID: uint64(mountID), Type: typ, Bytes: h}, nil
 }
 
 // StatxMask is what the store needs from statx, on top of the basic fields.
 const StatxMask = unix.STATX_BASIC_STATS | unix.STATX_MNT_ID
 
 func statxFD(fd int, stx *unix.Statx_t) error {
-	return unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_SYNC_AS_STAT, StatxMask, stx)
+	return rawsys.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_SYNC_AS_STAT, StatxMask, stx)
 }

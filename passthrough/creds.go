@@ -152,8 +152,8 @@ func (fs *FS) restoreIdentity(err error, umask, ids bool) error {
 // return the previous id whatever happens, so the id is read back by a
 // second call with an invalid id, which changes nothing.
 func setFSID(nr uintptr, id uint32) error {
-	unix.Syscall(nr, uintptr(id), 0, 0)
-	now, _, _ := unix.Syscall(nr, ^uintptr(0), 0, 0)
+	unix.RawSyscall(nr, uintptr(id), 0, 0)
+	now, _, _ := unix.RawSyscall(nr, ^uintptr(0), 0, 0)
 	if uint32(now) != id {
 		return syscall.EPERM
 	}
@@ -168,7 +168,7 @@ func setGroups(groups []uint32) error {
 	if len(groups) > 0 {
 		p = unsafe.Pointer(&groups[0])
 	}
-	if _, _, e := unix.Syscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(p), 0); e != 0 {
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(p), 0); e != 0 {
 		return e
 	}
 	return nil

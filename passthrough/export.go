@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferryfs/ferryfs/fuseproto"
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 	"github.com/ferryfs/ferryfs/migrate"
 )
 
@@ -244,7 +245,7 @@ func (fs *FS) resolveBySearch(st *migrate.State, search map[inodestore.Key][]int
 					continue
 				}
 				h, err := inodestore.NameToHandle(fd)
-				unix.Close(fd)
+				rawsys.Close(fd)
 				if err != nil {
 					continue
 				}
@@ -263,7 +264,7 @@ func stateHandle(h *inodestore.FileHandle) *migrate.FileHandle {
 
 func (fs *FS) readLink(fd int) (string, error) {
 	buf := make([]byte, unix.PathMax)
-	n, err := unix.Readlinkat(fs.procFD, strconv.Itoa(fd), buf)
+	n, err := rawsys.Readlinkat(fs.procFD, strconv.Itoa(fd), buf)
 	if err != nil {
 		return "", fmt.Errorf("readlink: %w", err)
 	}
@@ -401,7 +402,7 @@ func confirmPath(rootFD int, p string, want *unix.Statx_t) error {
 	if err != nil {
 		return fmt.Errorf("path %q does not lead back to it: %w", p, err)
 	}
-	defer unix.Close(fd)
+	defer rawsys.Close(fd)
 	var got unix.Statx_t
 	if err := statxFD(fd, &got); err != nil {
 		return fmt.Errorf("path %q: statx: %w", p, err)

@@ -26,6 +26,7 @@ import (
 	"github.com/ferryfs/ferryfs/fuseproto"
 	"github.com/ferryfs/ferryfs/idmap"
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // FS is the passthrough filesystem. It implements fuseproto.FileSystem.
@@ -83,7 +84,7 @@ func New(opts Options) (*FS, error) {
 	}
 	procFD, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		unix.Close(rootFD)
+		rawsys.Close(rootFD)
 		return nil, fmt.Errorf("open /proc/self/fd: %w", err)
 	}
 	var budget *inodestore.FDBudget
@@ -97,8 +98,8 @@ func New(opts Options) (*FS, error) {
 		Logger:      log,
 	})
 	if err != nil {
-		unix.Close(rootFD)
-		unix.Close(procFD)
+		rawsys.Close(rootFD)
+		rawsys.Close(procFD)
 		return nil, fmt.Errorf("shared directory %s: %w", opts.SharedDir, err)
 	}
 	// The kernel applies the guest's umask before it sends a mode (we do
@@ -108,13 +109,13 @@ func New(opts Options) (*FS, error) {
 	self, err := currentIdentity()
 	if err != nil {
 		store.Close()
-		unix.Close(procFD)
+		rawsys.Close(procFD)
 		return nil, err
 	}
 	orphans, err := newOrphanage()
 	if err != nil {
 		store.Close()
-		unix.Close(procFD)
+		rawsys.Close(procFD)
 		return nil, err
 	}
 	fs := &FS{
@@ -156,9 +157,9 @@ func (fs *FS) Close() error {
 	fs.store.Close()
 	fs.dropAllOrphans()
 	if fs.orphans.dirFD >= 0 {
-		unix.Close(fs.orphans.dirFD)
+		rawsys.Close(fs.orphans.dirFD)
 	}
-	return unix.Close(fs.procFD)
+	return rawsys.Close(fs.procFD)
 }
 
 // Init chooses the capabilities the filesystem wants from those the kernel
@@ -310,7 +311,7 @@ const statxFlags = unix.AT_EMPTY_PATH | unix.AT_SYMLINK_NOFOLLOW | unix.AT_STATX
 // statxFD returns the statx of the object open at fd (any kind of fd).
 func statxFD(fd int, stx *unix.Statx_t) error {
 	for {
-		err := unix.Statx(fd, "", statxFlags, inodestore.StatxMask, stx)
+		err := rawsys.Statx(fd, "", statxFlags, inodestore.StatxMask, stx)
 		if err != unix.EINTR {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferryfs/ferryfs/fuseproto"
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 	"github.com/ferryfs/ferryfs/migrate"
 )
 
@@ -104,11 +105,11 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 	}
 	if st.Mode == migrate.FileHandles {
 		// open_by_handle_at wants a real descriptor on the mount.
-		im.mountFD, err = unix.Openat(fs.procFD, strconv.Itoa(rootPFD.FD), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		im.mountFD, err = rawsys.Openat(fs.procFD, strconv.Itoa(rootPFD.FD), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return rep, fmt.Errorf("open the shared directory's mount: %w", err)
 		}
-		defer unix.Close(im.mountFD)
+		defer rawsys.Close(im.mountFD)
 	}
 
 	im.findAll()
@@ -157,7 +158,7 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 	if len(handleErrs) > 0 && !guestError {
 		for _, h := range handles {
 			if h.Lost == 0 {
-				unix.Close(h.FD)
+				rawsys.Close(h.FD)
 				fs.store.UnreserveFD()
 			}
 		}
@@ -370,7 +371,7 @@ func (im *importer) find(i *migrate.Inode) foundInode {
 	fd, le := im.open(i, &stx)
 	if le == nil && !im.keep[i.ID] {
 		if ri, ok, err := im.fs.store.Unpin(fd, &stx); err != nil {
-			unix.Close(fd)
+			rawsys.Close(fd)
 			le = hostLost(err)
 		} else if ok {
 			return foundInode{fd: -1, unpinned: true, restored: ri}
@@ -421,7 +422,7 @@ func (im *importer) open(i *migrate.Inode, stx *unix.Statx_t) (int, *lostError) 
 		return -1, hostLost(err)
 	}
 	if le := im.check(fd, i, stx); le != nil {
-		unix.Close(fd)
+		rawsys.Close(fd)
 		return -1, le
 	}
 	return fd, nil
@@ -464,7 +465,7 @@ func (im *importer) reopen(h migrate.Handle) (int, *lostError) {
 	// The open already happened on the source: creating or truncating
 	// again would lose data written since.
 	flags := int(h.Flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_PATH) | unix.O_CLOEXEC
-	fd, err := unix.Openat(im.fs.procFD, strconv.Itoa(im.fds[h.Node]), flags, 0)
+	fd, err := rawsys.Openat(im.fs.procFD, strconv.Itoa(im.fds[h.Node]), flags, 0)
 	if err != nil {
 		im.fs.store.UnreserveFD()
 		return -1, hostLost(fmt.Errorf("open: %w", err))
@@ -477,7 +478,7 @@ func (im *importer) reopen(h migrate.Handle) (int, *lostError) {
 func (im *importer) closeAll() {
 	for id, fd := range im.fds {
 		if id != migrate.RootID {
-			unix.Close(fd)
+			rawsys.Close(fd)
 		}
 	}
 }

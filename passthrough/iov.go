@@ -72,15 +72,16 @@ func vectored(sysno uintptr, fd int, bufs [][]byte, off int64, flags int) (int, 
 	return total, nil
 }
 
-// preadwritev is one preadv2 or pwritev2 call. The offset goes in two
-// words as the system call takes it (the high one is 0 on 64-bit).
+// preadwritev is one preadv2 or pwritev2 call, made raw like the rest of
+// the request path (see internal/rawsys). The offset goes in two words as
+// the system call takes it (the high one is 0 on 64-bit).
 func preadwritev(sysno uintptr, fd int, iov []unix.Iovec, off int64, flags int) (int, error) {
 	var base unsafe.Pointer
 	if len(iov) > 0 {
 		base = unsafe.Pointer(&iov[0])
 	}
 	lo, hi := uintptr(off), uintptr(uint64(off)>>(unsafe.Sizeof(uintptr(0))*8-1)>>1)
-	n, _, errno := unix.Syscall6(sysno, uintptr(fd), uintptr(base), uintptr(len(iov)), lo, hi, uintptr(flags))
+	n, _, errno := unix.RawSyscall6(sysno, uintptr(fd), uintptr(base), uintptr(len(iov)), lo, hi, uintptr(flags))
 	if errno != 0 {
 		return int(n), errno
 	}

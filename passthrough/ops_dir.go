@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferryfs/ferryfs/fuseproto"
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // OpenDir opens a directory for reading.
@@ -54,11 +55,11 @@ func (fs *FS) ReadDir(r *fuseproto.Request, in *fuse.ReadIn, plus bool, w *fusep
 
 	h.Mu.Lock()
 	defer h.Mu.Unlock()
-	if _, err := unix.Seek(h.FD, int64(in.Offset), unix.SEEK_SET); err != nil {
+	if _, err := rawsys.Seek(h.FD, int64(in.Offset), unix.SEEK_SET); err != nil {
 		return fs.errno("readdir seek", err)
 	}
 	for {
-		n, err := unix.Getdents(h.FD, buf)
+		n, err := rawsys.Getdents(h.FD, buf)
 		if err == unix.EINTR {
 			continue
 		}

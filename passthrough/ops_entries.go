@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferryfs/ferryfs/fuseproto"
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // This file holds the operations that create, remove and rename directory
@@ -53,14 +54,14 @@ func (fs *FS) makeNode(r *fuseproto.Request, p *inodestore.Inode, pfd int, name 
 		errno := fs.errno("open new node", err)
 		if err == nil {
 			errno = fs.setSecurityContext(r, fd)
-			unix.Close(fd)
+			rawsys.Close(fd)
 		}
 		if errno != 0 {
 			flags := 0
 			if dir {
 				flags = unix.AT_REMOVEDIR
 			}
-			unix.Unlinkat(pfd, name, flags)
+			rawsys.Unlinkat(pfd, name, flags)
 			return errno
 		}
 	}
@@ -81,7 +82,7 @@ func (fs *FS) Mknod(r *fuseproto.Request, in *fuse.MknodIn, name string, out *fu
 		return errno
 	}
 	return fs.makeNode(r, p, pfd.FD, name, in.Umask, false, out, func() error {
-		return unix.Mknodat(pfd.FD, name, in.Mode, int(decodeDev(in.Rdev)))
+		return rawsys.Mknodat(pfd.FD, name, in.Mode, int(decodeDev(in.Rdev)))
 	})
 }
 
@@ -99,7 +100,7 @@ func (fs *FS) Mkdir(r *fuseproto.Request, in *fuse.MkdirIn, name string, out *fu
 		return errno
 	}
 	return fs.makeNode(r, p, pfd.FD, name, in.Umask, true, out, func() error {
-		return unix.Mkdirat(pfd.FD, name, in.Mode)
+		return rawsys.Mkdirat(pfd.FD, name, in.Mode)
 	})
 }
 
@@ -119,7 +120,7 @@ func (fs *FS) Symlink(r *fuseproto.Request, parent fuseproto.NodeID, name, targe
 	}
 	// A symlink's mode is always 0777: no umask applies.
 	return fs.makeNode(r, p, pfd.FD, name, 0, false, out, func() error {
-		return unix.Symlinkat(target, pfd.FD, name)
+		return rawsys.Symlinkat(target, pfd.FD, name)
 	})
 }
 
@@ -145,7 +146,7 @@ func (fs *FS) remove(parent fuseproto.NodeID, name string, flags int) syscall.Er
 	if errno := oldNameErrno(p.ID, name); errno != 0 {
 		return errno
 	}
-	unlink := func() error { return unix.Unlinkat(pfd.FD, name, flags) }
+	unlink := func() error { return rawsys.Unlinkat(pfd.FD, name, flags) }
 	if flags&unix.AT_REMOVEDIR != 0 {
 		return fs.errno("rmdir", unlink())
 	}
@@ -180,7 +181,7 @@ func (fs *FS) Rename(r *fuseproto.Request, in *fuse.RenameIn, oldName, newName s
 		return errno
 	}
 	defer doneNew()
-	rename := func() error { return unix.Renameat2(oldFD.FD, oldName, newFD.FD, newName, uint(in.Flags)) }
+	rename := func() error { return rawsys.Renameat2(oldFD.FD, oldName, newFD.FD, newName, uint(in.Flags)) }
 	if in.Flags&(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 {
 		return fs.errno("rename", rename()) // the target keeps its name, if any
 	}
@@ -212,7 +213,7 @@ func (fs *FS) Link(r *fuseproto.Request, in *fuse.LinkIn, newName string, out *f
 	if errno := newNameErrno(p.ID, newName); errno != 0 {
 		return errno
 	}
-	if err := unix.Linkat(fs.procFD, strconv.Itoa(ifd.FD), pfd.FD, newName, unix.AT_SYMLINK_FOLLOW); err != nil {
+	if err := rawsys.Linkat(fs.procFD, strconv.Itoa(ifd.FD), pfd.FD, newName, unix.AT_SYMLINK_FOLLOW); err != nil {
 		return fs.errno("link", err)
 	}
 	// An O_TMPFILE file linked into the tree is an orphan no more.

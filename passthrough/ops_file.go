@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferryfs/ferryfs/fuseproto"
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // hostOpenFlags turns the guest's open flags into the flags the host file is
@@ -89,7 +90,7 @@ func (fs *FS) openHandle(i *inodestore.Inode, flags int, guestFlags uint32, kill
 	}
 	if flags&unix.O_TRUNC != 0 {
 		if err := fs.clearCapability(fd); err != nil {
-			unix.Close(fd)
+			rawsys.Close(fd)
 			fs.store.UnreserveFD()
 			return fs.errno("open", err)
 		}
@@ -125,7 +126,7 @@ func (fs *FS) Create(r *fuseproto.Request, in *fuse.CreateIn, name string, out *
 			return fd, false, err
 		}
 		return fd, true, err
-	}, func() { unix.Unlinkat(pfd.FD, name, 0) })
+	}, func() { rawsys.Unlinkat(pfd.FD, name, 0) })
 }
 
 // Tmpfile creates an unnamed file in the directory, as open(O_TMPFILE).
@@ -176,21 +177,21 @@ func (fs *FS) createHandle(r *fuseproto.Request, in *fuse.CreateIn, flags int, o
 	}
 	if made {
 		if errno := fs.setSecurityContext(r, fd); errno != 0 {
-			unix.Close(fd)
+			rawsys.Close(fd)
 			undo()
 			fs.store.UnreserveFD()
 			return errno
 		}
 	} else if flags&unix.O_TRUNC != 0 {
 		if err := fs.clearCapability(fd); err != nil {
-			unix.Close(fd)
+			rawsys.Close(fd)
 			fs.store.UnreserveFD()
 			return fs.errno("create", err)
 		}
 	}
 	i, errno := fs.insertOpened(fd, &out.EntryOut)
 	if errno != 0 {
-		unix.Close(fd)
+		rawsys.Close(fd)
 		fs.store.UnreserveFD()
 		return errno
 	}
@@ -281,11 +282,11 @@ func (fs *FS) Flush(r *fuseproto.Request, in *fuse.FlushIn) syscall.Errno {
 		return errno
 	}
 	defer fs.store.PutHandle(h)
-	dup, err := unix.FcntlInt(uintptr(h.FD), unix.F_DUPFD_CLOEXEC, 0)
+	dup, err := rawsys.DupCloexec(h.FD)
 	if err != nil {
 		return fs.errno("flush", err)
 	}
-	return fs.errno("flush", unix.Close(dup))
+	return fs.errno("flush", rawsys.Close(dup))
 }
 
 // fsyncDataOnly is FUSE_FSYNC_FDATASYNC.
@@ -335,7 +336,7 @@ func (fs *FS) Lseek(r *fuseproto.Request, in *fuse.LseekIn, out *fuse.LseekOut) 
 	}
 	// The descriptor's position is never used for data (reads and writes
 	// are positional), so moving it here disturbs nothing.
-	off, err := unix.Seek(h.FD, int64(in.Offset), int(in.Whence))
+	off, err := rawsys.Seek(h.FD, int64(in.Offset), int(in.Whence))
 	if err != nil {
 		return fs.errno("lseek", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/ferryfs/ferryfs/fuseproto"
 	"github.com/ferryfs/ferryfs/idmap"
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // Lookup finds name in parent and counts one lookup of it.
@@ -37,7 +38,7 @@ func (fs *FS) lookupIn(p *inodestore.Inode, name string, out *fuse.EntryOut) sys
 	switch {
 	case name == ".." && p.ID == fuseproto.RootID:
 		// The guest cannot climb above the shared directory.
-		fd, err = unix.Openat(pfd.FD, ".", unix.O_PATH|unix.O_CLOEXEC, 0)
+		fd, err = rawsys.Openat(pfd.FD, ".", unix.O_PATH|unix.O_CLOEXEC, 0)
 	case name == "..":
 		fd, err = fs.openParent(pfd.FD)
 	case name == "" || strings.ContainsAny(name, "/\x00"):
@@ -73,7 +74,7 @@ func (fs *FS) insert(fd int, out *fuse.EntryOut, parentMount uint64) syscall.Err
 func (fs *FS) insertRef(fd int, out *fuse.EntryOut, parentMount uint64) (*inodestore.Inode, syscall.Errno) {
 	var stx unix.Statx_t
 	if err := statxFD(fd, &stx); err != nil {
-		unix.Close(fd)
+		rawsys.Close(fd)
 		return nil, fs.errno("statx", err)
 	}
 	i, err := fs.store.Insert(fd, &stx)
@@ -160,7 +161,7 @@ func (fs *FS) SetAttr(r *fuseproto.Request, in *fuse.SetAttrIn, out *fuse.AttrOu
 		} else {
 			// chmod needs a real descriptor or a path; the magic link
 			// reaches the object itself.
-			err = unix.Fchmodat(fs.procFD, procName, mode, 0)
+			err = rawsys.Fchmodat(fs.procFD, procName, mode)
 		}
 		if err != nil {
 			return fs.errno("chmod", err)
@@ -185,7 +186,7 @@ func (fs *FS) SetAttr(r *fuseproto.Request, in *fuse.SetAttrIn, out *fuse.AttrOu
 		if err := fs.clearCapability(pfd.FD); err != nil {
 			return fs.errno("chown", err)
 		}
-		err = unix.Fchownat(pfd.FD, "", uid, gid, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
+		err = rawsys.Fchownat(pfd.FD, "", uid, gid, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
 		if err != nil {
 			return fs.errno("chown", err)
 		}
@@ -209,7 +210,7 @@ func (fs *FS) SetAttr(r *fuseproto.Request, in *fuse.SetAttrIn, out *fuse.AttrOu
 		}
 		// AT_EMPTY_PATH works on O_PATH descriptors and on symlinks
 		// themselves, so no handle or magic link is needed.
-		if err := unix.UtimesNanoAt(pfd.FD, "", ts[:], unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := rawsys.UtimesNanoAt(pfd.FD, "", ts[:], unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fs.errno("utimens", err)
 		}
 	}
@@ -236,12 +237,12 @@ func (fs *FS) truncate(i *inodestore.Inode, h *inodestore.Handle, size int64, ki
 		if fd, err = fs.store.Open(i, unix.O_WRONLY|unix.O_NONBLOCK); err != nil {
 			return err
 		}
-		defer unix.Close(fd)
+		defer rawsys.Close(fd)
 	}
 	if err := fs.clearCapability(fd); err != nil {
 		return err
 	}
-	return fs.maybeKillPriv(kill, func() error { return unix.Ftruncate(fd, size) })
+	return fs.maybeKillPriv(kill, func() error { return rawsys.Ftruncate(fd, size) })
 }
 
 // Readlink reads the target of a symlink.
@@ -259,7 +260,7 @@ func (fs *FS) Readlink(r *fuseproto.Request, dst []byte) (int, syscall.Errno) {
 		return 0, fs.errno("readlink", err)
 	}
 	defer pfd.Close()
-	n, err := unix.Readlinkat(pfd.FD, "", dst)
+	n, err := rawsys.Readlinkat(pfd.FD, "", dst)
 	if err != nil {
 		return 0, fs.errno("readlink", err)
 	}
@@ -357,6 +358,6 @@ func (fs *FS) SyncFS(r *fuseproto.Request) syscall.Errno {
 	if err != nil {
 		return fs.errno("syncfs", err)
 	}
-	defer unix.Close(fd)
+	defer rawsys.Close(fd)
 	return fs.errno("syncfs", unix.Syncfs(fd))
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferryfs/ferryfs/fuseproto"
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // Extended attributes are read and written with the *xattrat system calls
@@ -90,7 +91,7 @@ func (t *xattrTarget) openFallback(i *inodestore.Inode) syscall.Errno {
 
 func (t *xattrTarget) close() {
 	if t.openFD >= 0 {
-		unix.Close(t.openFD)
+		rawsys.Close(t.openFD)
 	}
 	t.pfd.Close()
 }
@@ -139,7 +140,7 @@ func (fs *FS) GetXAttr(r *fuseproto.Request, name string, dst []byte) (int, sysc
 	cname := cstr(name)
 	n, err := t.call(i, func() (int, error) {
 		return getxattrat(fs.procFD, t.name, cname, dst)
-	}, func(fd int) (int, error) { return unix.Fgetxattr(fd, name, dst) })
+	}, func(fd int) (int, error) { return rawsys.Fgetxattr(fd, name, dst) })
 	if err != nil {
 		return 0, fs.errno("getxattr", err)
 	}
@@ -156,7 +157,7 @@ func (fs *FS) ListXAttr(r *fuseproto.Request, dst []byte) (int, syscall.Errno) {
 	defer t.close()
 	n, err := t.call(i, func() (int, error) {
 		return listxattrat(fs.procFD, t.name, dst)
-	}, func(fd int) (int, error) { return unix.Flistxattr(fd, dst) })
+	}, func(fd int) (int, error) { return rawsys.Flistxattr(fd, dst) })
 	if err != nil {
 		return 0, fs.errno("listxattr", err)
 	}
@@ -197,7 +198,7 @@ func (fs *FS) SetXAttr(r *fuseproto.Request, in *fuse.SetXAttrIn, name string, v
 	cname := cstr(name)
 	_, err := t.call(i, func() (int, error) {
 		return 0, setxattrat(fs.procFD, t.name, cname, value, in.Flags)
-	}, func(fd int) (int, error) { return 0, unix.Fsetxattr(fd, name, value, int(in.Flags)) })
+	}, func(fd int) (int, error) { return 0, rawsys.Fsetxattr(fd, name, value, int(in.Flags)) })
 	return fs.errno("setxattr", err)
 }
 
@@ -216,7 +217,7 @@ func (fs *FS) RemoveXAttr(r *fuseproto.Request, name string) syscall.Errno {
 	cname := cstr(name)
 	_, err := t.call(i, func() (int, error) {
 		return 0, removexattrat(fs.procFD, t.name, cname)
-	}, func(fd int) (int, error) { return 0, unix.Fremovexattr(fd, name) })
+	}, func(fd int) (int, error) { return 0, rawsys.Fremovexattr(fd, name) })
 	return fs.errno("removexattr", err)
 }
 
@@ -227,26 +228,26 @@ func (fs *FS) RemoveXAttr(r *fuseproto.Request, name string) syscall.Errno {
 
 func getxattrat(dirFD int, path, name, dst []byte) (int, error) {
 	args := xattrArgs{value: uint64(bufPtr(dst)), size: uint32(len(dst))}
-	r1, _, e := unix.Syscall6(sysGetxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
+	r1, _, e := unix.RawSyscall6(sysGetxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
 		uintptr(unsafe.Pointer(&name[0])), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
 	return errnoResult(r1, e)
 }
 
 func listxattrat(dirFD int, path, dst []byte) (int, error) {
-	r1, _, e := unix.Syscall6(sysListxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
+	r1, _, e := unix.RawSyscall6(sysListxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
 		bufPtr(dst), uintptr(len(dst)), 0)
 	return errnoResult(r1, e)
 }
 
 func setxattrat(dirFD int, path, name, value []byte, flags uint32) error {
 	args := xattrArgs{value: uint64(bufPtr(value)), size: uint32(len(value)), flags: flags}
-	_, _, e := unix.Syscall6(sysSetxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
+	_, _, e := unix.RawSyscall6(sysSetxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
 		uintptr(unsafe.Pointer(&name[0])), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
 	return errnoErr(e)
 }
 
 func removexattrat(dirFD int, path, name []byte) error {
-	_, _, e := unix.Syscall6(sysRemovexattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
+	_, _, e := unix.RawSyscall6(sysRemovexattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
 		uintptr(unsafe.Pointer(&name[0])), 0, 0)
 	return errnoErr(e)
 }
@@ -275,6 +276,6 @@ func (fs *FS) clearSetgid(fd int) syscall.Errno {
 	if stx.Mode&unix.S_ISGID == 0 {
 		return 0
 	}
-	err := unix.Fchmodat(fs.procFD, strconv.Itoa(fd), uint32(stx.Mode)&0o7777&^unix.S_ISGID, 0)
+	err := rawsys.Fchmodat(fs.procFD, strconv.Itoa(fd), uint32(stx.Mode)&0o7777&^unix.S_ISGID)
 	return fs.errno("clear setgid", err)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferryfs/ferryfs/fuseproto"
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // OrphanDir is the hidden directory, directly in the shared directory, that
@@ -132,7 +133,7 @@ func (fs *FS) orphanDirLocked() (int, error) {
 	}
 	defer root.Close()
 	// Only the daemon's user may look in: the files are the guest's.
-	if err := unix.Mkdirat(root.FD, OrphanDir, 0o700); err != nil && err != unix.EEXIST {
+	if err := rawsys.Mkdirat(root.FD, OrphanDir, 0o700); err != nil && err != unix.EEXIST {
 		return -1, fmt.Errorf("mkdir %s: %w", OrphanDir, err)
 	}
 	// Beneath, without following links: a symlink a host user put there
@@ -157,7 +158,7 @@ func (fs *FS) adoptLocked(key inodestore.Key, fd int) (string, error) {
 	name := o.prefix + "-" + strconv.FormatUint(o.seq, 10)
 	// Through the magic link, as LINK does: linkat(AT_EMPTY_PATH) would
 	// need CAP_DAC_READ_SEARCH.
-	if err := unix.Linkat(fs.procFD, strconv.Itoa(fd), dir, name, unix.AT_SYMLINK_FOLLOW); err != nil {
+	if err := rawsys.Linkat(fs.procFD, strconv.Itoa(fd), dir, name, unix.AT_SYMLINK_FOLLOW); err != nil {
 		return "", fmt.Errorf("link into %s: %w", OrphanDir, err)
 	}
 	o.names[key] = name
@@ -175,7 +176,7 @@ func (fs *FS) dropLocked(key inodestore.Key) {
 	}
 	delete(o.names, key)
 	o.count.Store(int64(len(o.names)))
-	if err := unix.Unlinkat(o.dirFD, name, 0); err != nil && err != unix.ENOENT {
+	if err := rawsys.Unlinkat(o.dirFD, name, 0); err != nil && err != unix.ENOENT {
 		fs.log.Warn("cannot remove an orphan", "name", OrphanDir+"/"+name, "err", err)
 	}
 }
@@ -194,7 +195,7 @@ func (fs *FS) removeKeepingOpen(dirFD int, name string, remove func() error) err
 	// open, and they need no descriptor. name is one checked component,
 	// and its last (only) component is not followed.
 	var stx unix.Statx_t
-	if err := unix.Statx(dirFD, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_SYNC_AS_STAT, inodestore.StatxMask, &stx); err != nil ||
+	if err := rawsys.Statx(dirFD, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_SYNC_AS_STAT, inodestore.StatxMask, &stx); err != nil ||
 		stx.Mode&unix.S_IFMT != unix.S_IFREG || stx.Nlink != 1 || !fs.store.IsOpen(inodestore.KeyOf(&stx)) {
 		return remove()
 	}
@@ -202,7 +203,7 @@ func (fs *FS) removeKeepingOpen(dirFD int, name string, remove func() error) err
 	if err != nil {
 		return remove() // gone or unreachable: remove says which
 	}
-	defer unix.Close(fd)
+	defer rawsys.Close(fd)
 	if err := statxFD(fd, &stx); err != nil || stx.Mode&unix.S_IFMT != unix.S_IFREG || stx.Nlink != 1 {
 		return remove() // replaced or linked since
 	}

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // noOpenat2 is set once openat2 turned out to be missing (Linux < 5.6).
@@ -30,7 +32,7 @@ func openBeneath(dirFD int, name string, flags int, mode uint32) (int, error) {
 			how.Mode = 0 // openat2 refuses a mode without O_CREAT/O_TMPFILE
 		}
 		for {
-			fd, err := unix.Openat2(dirFD, name, &how)
+			fd, err := rawsys.Openat2(dirFD, name, &how)
 			switch err {
 			case unix.EINTR, unix.EAGAIN:
 				// EAGAIN: a concurrent rename made the kernel give up
@@ -51,7 +53,7 @@ func openBeneath(dirFD int, name string, flags int, mode uint32) (int, error) {
 		return -1, unix.EACCES
 	}
 	for {
-		fd, err := unix.Openat(dirFD, name, flags, mode)
+		fd, err := rawsys.Openat(dirFD, name, flags, mode)
 		if err != unix.EINTR {
 			return fd, err
 		}
@@ -61,7 +63,7 @@ func openBeneath(dirFD int, name string, flags int, mode uint32) (int, error) {
 // reopenPath returns a new O_PATH descriptor of the object open at fd,
 // through /proc/self/fd, so it is the same object whatever its name is now.
 func (fs *FS) reopenPath(fd int) (int, error) {
-	return unix.Openat(fs.procFD, strconv.Itoa(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
+	return rawsys.Openat(fs.procFD, strconv.Itoa(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
 }
 
 // maxDepth bounds the walk up in isBeneathRoot: deeper than any real tree,
@@ -72,13 +74,13 @@ const maxDepth = 4096
 // still under the shared directory. That can fail when the host moved the
 // directory out of the shared directory while the guest held it.
 func (fs *FS) openParent(dirFD int) (int, error) {
-	fd, err := unix.Openat(dirFD, "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := rawsys.Openat(dirFD, "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
 	ok, err := fs.isBeneathRoot(fd)
 	if err != nil || !ok {
-		unix.Close(fd)
+		rawsys.Close(fd)
 		if err == nil {
 			err = unix.EACCES
 		}
@@ -97,7 +99,7 @@ func (fs *FS) isBeneathRoot(fd int) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer func() { unix.Close(cur) }()
+	defer func() { rawsys.Close(cur) }()
 	for depth := 0; depth < maxDepth; depth++ {
 		if err := statxFD(cur, &stx); err != nil {
 			return false, err
@@ -105,20 +107,20 @@ func (fs *FS) isBeneathRoot(fd int) (bool, error) {
 		if unix.Mkdev(stx.Dev_major, stx.Dev_minor) == root.Dev && stx.Ino == root.Ino {
 			return true, nil
 		}
-		up, err := unix.Openat(cur, "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		up, err := rawsys.Openat(cur, "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return false, err
 		}
 		var upx unix.Statx_t
 		if err := statxFD(up, &upx); err != nil {
-			unix.Close(up)
+			rawsys.Close(up)
 			return false, err
 		}
 		if upx.Ino == stx.Ino && upx.Dev_major == stx.Dev_major && upx.Dev_minor == stx.Dev_minor {
-			unix.Close(up)
+			rawsys.Close(up)
 			return false, nil // reached "/" without meeting the shared directory
 		}
-		unix.Close(cur)
+		rawsys.Close(cur)
 		cur = up
 	}
 	return false, nil

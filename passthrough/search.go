@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/inodestore"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // searchPaths walks the shared directory breadth first and returns, for
@@ -30,7 +31,7 @@ func (fs *FS) searchPaths(rootFD int, want map[inodestore.Key]bool) map[inodesto
 		}
 		for _, name := range names {
 			var stx unix.Statx_t
-			if err := unix.Statx(dfd, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC, inodestore.StatxMask, &stx); err != nil {
+			if err := rawsys.Statx(dfd, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC, inodestore.StatxMask, &stx); err != nil {
 				continue
 			}
 			rel := path.Join(dir, name)
@@ -44,7 +45,7 @@ func (fs *FS) searchPaths(rootFD int, want map[inodestore.Key]bool) map[inodesto
 				queue = append(queue, rel)
 			}
 		}
-		unix.Close(dfd)
+		rawsys.Close(dfd)
 	}
 	return found
 }
@@ -58,14 +59,14 @@ func readDirNames(rootFD int, rel string) ([]string, int, error) {
 	}
 	dup, err := unix.Dup(fd)
 	if err != nil {
-		unix.Close(fd)
+		rawsys.Close(fd)
 		return nil, -1, fmt.Errorf("dup: %w", err)
 	}
 	f := os.NewFile(uintptr(dup), rel)
 	names, err := f.Readdirnames(-1)
 	f.Close()
 	if err != nil {
-		unix.Close(fd)
+		rawsys.Close(fd)
 		return nil, -1, err
 	}
 	return names, fd, nil

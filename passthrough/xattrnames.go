@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // The POSIX ACL attributes. Without --posix-acl they are refused, as in
@@ -76,7 +77,7 @@ func (fs *FS) guestXattrList(list []byte) ([]byte, error) {
 func (fs *FS) setXattrFD(fd int, name string, value []byte, flags uint32) error {
 	return fs.xattrFD(fd,
 		func(link []byte) error { return setxattrat(fs.procFD, link, cstr(name), value, flags) },
-		func(open int) error { return unix.Fsetxattr(open, name, value, int(flags)) })
+		func(open int) error { return rawsys.Fsetxattr(open, name, value, int(flags)) })
 }
 
 // removeXattrFD removes attribute name from the object open at fd, like
@@ -84,7 +85,7 @@ func (fs *FS) setXattrFD(fd int, name string, value []byte, flags uint32) error 
 func (fs *FS) removeXattrFD(fd int, name string) error {
 	return fs.xattrFD(fd,
 		func(link []byte) error { return removexattrat(fs.procFD, link, cstr(name)) },
-		func(open int) error { return unix.Fremovexattr(open, name) })
+		func(open int) error { return rawsys.Fremovexattr(open, name) })
 }
 
 // xattrFD runs the *xattrat form of an attribute call on the object open at
@@ -106,11 +107,11 @@ func (fs *FS) xattrFD(fd int, at func(link []byte) error, fallback func(open int
 	if t := uint32(stx.Mode) & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFDIR {
 		return unix.EOPNOTSUPP
 	}
-	open, err := unix.Openat(fs.procFD, strconv.Itoa(fd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	open, err := rawsys.Openat(fs.procFD, strconv.Itoa(fd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(open)
+	defer rawsys.Close(open)
 	return fallback(open)
 }
 

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/guestmem"
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 	"github.com/ferryfs/ferryfs/internal/warnlimit"
 	"github.com/ferryfs/ferryfs/virtqueue"
 )
@@ -106,6 +107,7 @@ func (b *Backend) Serve(fd int) error {
 		return fmt.Errorf("vhost-user: starting the kick poller: %w", err)
 	}
 	b.jobs = make(chan *job, 4*b.opts.Workers) // unbuffered and unused without workers
+	rawsys.AddProcs(b.opts.Workers)
 	for i := 0; i < b.opts.Workers; i++ {
 		b.workersDone.Add(1)
 		go b.worker()
@@ -121,6 +123,7 @@ func (b *Backend) Serve(fd int) error {
 		}
 		close(b.jobs)
 		b.workersDone.Wait()
+		rawsys.AddProcs(-b.opts.Workers)
 		b.mem.Store(nil).Unmap()
 		b.dirtyLog.Unmap()
 		for _, l := range b.retiredLogs {

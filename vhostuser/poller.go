@@ -3,33 +3,57 @@ package vhostuser
 import (
 	"fmt"
 	"log/slog"
-	"runtime"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // kickPoller waits for the kicks of every running ring of a connection in
 // one goroutine and drains the rings that were kicked.
 //
-// Why one goroutine, and why it waits in a raw system call while busy:
-// profiling a guest that sends one request at a time (most file system
-// calls) showed a third of the daemon's CPU time in the Go runtime rather
-// than in serving. A goroutine blocked in an ordinary system call lets
-// sysmon take its P after 20µs when no P is idle, or after 10ms of the same
-// goroutine running; the next kick then exits the system call on the slow
-// path, which wakes sysmon from its deep sleep, which polls every 20µs
-// again: 30 k nanosleeps and 18 k futex calls for 32 k kicks. Waiting in
-// the netpoller instead leaves every P idle between requests, with the same
-// sysmon wake-ups. A raw epoll_wait keeps the P: the runtime sees a running
-// goroutine, sysmon backs off to 10ms and only preempts it then (a signal
-// taken when the wait ends, see waitMask, where we yield). One goroutine holds
-// one P for all rings, and the back-end adds one to GOMAXPROCS for it, so it
-// costs the workers no parallelism.
+// Why one goroutine, and why it waits the way it does: a guest that sends
+// one request at a time (most file system calls) leaves the daemon idle
+// between requests, and what the Go runtime does around those idle waits
+// can cost more than serving (a third of the daemon's CPU time once, on
+// hosts where a context switch costs tens of microseconds). The cost is the
+// runtime's monitor thread, sysmon. While any P is busy, it wakes at least
+// every 10ms and preempts a goroutine that has not been rescheduled for
+// 10ms (a signal, then a hand-over between threads); if it finds that
+// goroutine inside a system call, it takes its P. After taking a P, or after
+// an ordinary system call woke it from its deep sleep, it polls every 20µs
+// for a millisecond (about 60 wake-ups). It sleeps deeply, and long, only
+// once it finds every P idle.
+//
+// So the poller
+//   - serves with raw system calls (internal/rawsys): no system call on the
+//     request path wakes sysmon or is a P for it to take;
+//   - waits for the next kick in a raw epoll_wait that keeps its P (see
+//     waitMask): one system call per request, the cheapest wait there is;
+//   - after rawIdle without a kick, and once every parkEvery while kicks keep
+//     coming, waits in the runtime's netpoller instead (see idleWaiter).
+//     That reschedules the poller, so it never looks like running too long,
+//     and leaves its P idle until the kick, so sysmon, when it looks, finds
+//     every P idle and goes back to its deep sleep, from which nothing on the
+//     request path wakes it.
+//
+// Measured with the guest metadata workload, strace of sysmon over 20 s:
+// ordinary system calls and a raw wait: 3,376 sysmon wake-ups, 706
+// preemptions; raw system calls: 1,272 and 551; and the netpoller after
+// rawIdle: 736 and 285; and every parkEvery: 188 and 3. The daemon's
+// voluntary context switches went from 44-52 k a run to 33 k, virtiofsd's
+// count (it makes one per request).
+//
+// One goroutine holds one P for all rings, and the back-end adds one to
+// GOMAXPROCS for it (rawsys.AddProcs), so it costs the workers no
+// parallelism.
 //
 // Kick descriptors are watched edge-triggered and never read: every write
 // to an eventfd wakes its waiters, so each kick is an edge, and the counter
@@ -37,14 +61,11 @@ import (
 // than reading it (virtiofsd reads it), and a kick descriptor that is not an
 // eventfd (a pipe, /dev/zero: always readable) gives one edge, not a busy
 // loop.
-//
-// After rawIdle without an event the poller goes back to an ordinary wait,
-// so an idle daemon lets the runtime sleep (no 10ms preemptions) the way
-// virtiofsd sleeps.
 type kickPoller struct {
 	b      *Backend
 	log    *slog.Logger
 	wakeFD int // eventfd: the ring set changed, or the poller must end
+	idle   *idleWaiter
 
 	mu      sync.Mutex
 	rings   []polled // the running rings, protected by mu
@@ -76,23 +97,27 @@ var waitMask = uint64(1) << (unix.SIGURG - 1)
 // before it hands its P back to the runtime (it must be whole milliseconds).
 const rawIdle = 20 * time.Millisecond
 
-// gomaxprocsMu serializes the GOMAXPROCS adjustments of concurrent
-// back-ends (tests run several in one process).
-var gomaxprocsMu sync.Mutex
-
-func adjustGOMAXPROCS(delta int) {
-	gomaxprocsMu.Lock()
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + delta)
-	gomaxprocsMu.Unlock()
-}
+// parkEvery is how long the poller serves in its raw mode before it waits
+// in the netpoller once (see idleWaiter), even while kicks keep coming. The
+// runtime counts a goroutine that has not been rescheduled for 10ms as
+// running too long: sysmon, when awake, preempts it then (a signal and a
+// hand-over between threads), and sysmon stays awake for as long as a P is
+// never idle when it looks. A wait in the netpoller reschedules the
+// poller, and lets the P be idle for the rest of the gap to the next kick.
+const parkEvery = 5 * time.Millisecond
 
 func startPoller(b *Backend) (*kickPoller, error) {
 	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, err
 	}
-	p := &kickPoller{b: b, log: b.log, wakeFD: wake, done: make(chan struct{})}
-	adjustGOMAXPROCS(1)
+	idle, err := newIdleWaiter()
+	if err != nil {
+		unix.Close(wake)
+		return nil, err
+	}
+	p := &kickPoller{b: b, log: b.log, wakeFD: wake, idle: idle, done: make(chan struct{})}
+	rawsys.AddProcs(1)
 	go p.run()
 	return p, nil
 }
@@ -102,8 +127,9 @@ func (p *kickPoller) close() {
 	p.closing.Store(true)
 	p.wake()
 	<-p.done
+	p.idle.close()
 	unix.Close(p.wakeFD)
-	adjustGOMAXPROCS(-1)
+	rawsys.AddProcs(-1)
 }
 
 func (p *kickPoller) wake() {
@@ -159,6 +185,7 @@ func (p *kickPoller) run() {
 	}()
 	p.changed.Store(true) // build the first set
 	raw := true
+	parked := time.Now() // when the poller last went through the netpoller
 	for !p.closing.Load() {
 		if p.changed.Swap(false) {
 			p.mu.Lock()
@@ -180,32 +207,26 @@ func (p *kickPoller) run() {
 			continue // the set may have changed again meanwhile
 		}
 		var (
-			n   uintptr
+			n   int
 			err error
 		)
-		if raw {
-			// A wait that times out ends the raw mode, so no clock
-			// is read per request (reading it twice per kick was
-			// about 1 % of a getattr's profile).
-			var errno unix.Errno
-			n, _, errno = unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(rawIdle/time.Millisecond),
+		if raw && time.Since(parked) < parkEvery {
+			// A wait that times out ends the raw mode.
+			r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(rawIdle/time.Millisecond),
 				uintptr(unsafe.Pointer(&waitMask)), unsafe.Sizeof(waitMask))
-			if errno != 0 {
+			switch {
+			case errno == unix.EINTR:
+				continue
+			case errno != 0:
 				err = errno
-			} else if n == 0 {
+			case r == 0:
 				raw = false
 				continue
 			}
+			n = int(r)
 		} else {
-			var k int
-			k, err = unix.EpollWait(ep, events[:], -1)
-			n = uintptr(max(k, 0))
-		}
-		if err == unix.EINTR {
-			// A signal: in the ordinary wait, most likely the
-			// runtime preempting us (the raw wait blocks that one).
-			runtime.Gosched()
-			continue
+			n, err = p.idle.wait(ep, events[:])
+			parked = time.Now()
 		}
 		if err != nil {
 			p.log.Error("waiting for kicks; no longer processing any queue", "err", err)
@@ -214,7 +235,7 @@ func (p *kickPoller) run() {
 		for _, ev := range events[:n] {
 			tag := int(ev.Fd)
 			if tag == 0 {
-				unix.Read(p.wakeFD, buf[:])
+				unix.RawSyscall(unix.SYS_READ, uintptr(p.wakeFD), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
 				continue
 			}
 			if tag > len(rings) {
@@ -269,4 +290,88 @@ func (p *kickPoller) drain(v *vring) (broken bool) {
 		v.broken = true
 	}
 	return v.broken
+}
+
+// idleWaiter waits for an epoll instance's events in the runtime's
+// netpoller, for the poller's waits that give up its P (see kickPoller).
+// Unlike an ordinary blocking epoll_wait, which sysmon takes the P of after
+// 10ms and which wakes sysmon when it returns, it leaves no thread in a
+// system call the runtime knows of.
+//
+// The netpoller watches an epoll instance of the waiter's own (outer), which
+// holds the poller's instance only during a wait: were the poller's instance
+// registered for good, every kick in raw mode would also wake the thread
+// that waits in the netpoller for the other goroutines.
+type idleWaiter struct {
+	outer   *os.File // registered with the netpoller
+	outerFD int      // outer's descriptor
+	conn    syscall.RawConn
+	// The wait in progress, for poll (bound once: no allocation per wait).
+	ep     int
+	events []unix.EpollEvent
+	n      int
+	errno  unix.Errno
+	poll   func(uintptr) bool
+}
+
+func newIdleWaiter() (*idleWaiter, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("epoll instance: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "kicks")
+	conn, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("epoll instance: %w", err)
+	}
+	w := &idleWaiter{outer: f, outerFD: fd, conn: conn}
+	w.poll = w.pollOnce
+	return w, nil
+}
+
+func (w *idleWaiter) close() { w.outer.Close() }
+
+// wait returns ep's next events in events, parking until there are some.
+func (w *idleWaiter) wait(ep int, events []unix.EpollEvent) (int, error) {
+	w.ep, w.events, w.n, w.errno = ep, events, 0, 0
+	outer := w.outerFD
+	// Adding a ready instance makes outer ready at once: no kick between
+	// the last raw wait and this one is missed.
+	if err := rawsys.EpollCtl(outer, unix.EPOLL_CTL_ADD, ep, unix.EPOLLIN); err != nil {
+		return 0, fmt.Errorf("idle wait: epoll_ctl: %w", err)
+	}
+	err := w.conn.Read(w.poll)
+	if derr := rawsys.EpollCtl(outer, unix.EPOLL_CTL_DEL, ep, 0); derr != nil && err == nil {
+		err = derr
+	}
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("idle wait: %w", err)
+	case w.errno != 0:
+		return 0, fmt.Errorf("idle wait: epoll_wait: %w", w.errno)
+	}
+	return w.n, nil
+}
+
+// pollOnce collects ep's pending events without blocking and reports
+// whether there were any (or an error).
+func (w *idleWaiter) pollOnce(uintptr) bool {
+	for {
+		n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(w.ep), uintptr(unsafe.Pointer(&w.events[0])), uintptr(len(w.events)), 0, 0, 0)
+		switch e {
+		case 0:
+			w.n = int(n)
+			return n > 0
+		case unix.EINTR:
+			continue // the edge that woke us is spent: ask again now
+		default:
+			w.errno = e
+			return true
+		}
+	}
 }

@@ -233,3 +233,44 @@ func TestHandOver(t *testing.T) {
 	closeAndCheck(t, d2, f2)
 	closeAndCheck(t, d1, f1)
 }
+
+// TestRequestsAfterIdle sends requests after pauses of every length the
+// kick poller treats differently: none (it is still waiting raw), a little
+// and a lot longer than its raw wait (it waits in the netpoller then), on
+// both queues. A kick lost on the way between the two waits would leave a
+// request unanswered, which the queue's timeout reports.
+func TestRequestsAfterIdle(t *testing.T) {
+	d, f, shared := startAndConnect(t, Options{})
+	if err := os.WriteFile(filepath.Join(shared, "f"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hiprio, err := f.StartQueue(0, 128)
+	if err != nil {
+		t.Fatalf("%v\noutput:\n%s", err, d.Output())
+	}
+	q, err := f.StartQueue(1, 256)
+	if err != nil {
+		t.Fatalf("%v\noutput:\n%s", err, d.Output())
+	}
+	q.Timeout, hiprio.Timeout = 5*time.Second, 5*time.Second
+	c, hc := NewFUSE(q), NewFUSE(hiprio)
+	if _, err := c.Init(); err != nil {
+		t.Fatalf("INIT: %v\noutput:\n%s", err, d.Output())
+	}
+	pauses := []time.Duration{0, 0, time.Millisecond, 15 * time.Millisecond, 25 * time.Millisecond, 0, 60 * time.Millisecond, 2 * time.Millisecond, 45 * time.Millisecond, 0}
+	for round := range 3 {
+		for i, pause := range pauses {
+			time.Sleep(pause)
+			e, err := c.Lookup(RootID, "f")
+			if err != nil {
+				t.Fatalf("round %d, request %d after %v idle: LOOKUP: %v\noutput:\n%s", round, i, pause, err, d.Output())
+			}
+			time.Sleep(pause / 2)
+			// FORGET goes on the hiprio queue, as the kernel sends it.
+			if err := hc.Forget(e.NodeId, 1); err != nil {
+				t.Fatalf("round %d, request %d after %v idle: FORGET: %v\noutput:\n%s", round, i, pause, err, d.Output())
+			}
+		}
+	}
+	closeAndCheck(t, d, f)
+}
