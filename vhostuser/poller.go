@@ -38,7 +38,7 @@ import (
 //   - waits for the next kick in a raw epoll_wait that keeps its P (see
 //     waitMask): one system call per request, the cheapest wait there is;
 //   - after rawIdle without a kick, and once every parkEvery while kicks keep
-//     coming, waits in the runtime's netpoller instead (see idleWaiter).
+//     coming, waits in the runtime's netpoller instead (see netpollWaiter).
 //     That reschedules the poller, so it never looks like running too long,
 //     and leaves its P idle until the kick, so sysmon, when it looks, finds
 //     every P idle and goes back to its deep sleep, from which nothing on the
@@ -62,10 +62,10 @@ import (
 // eventfd (a pipe, /dev/zero: always readable) gives one edge, not a busy
 // loop.
 type kickPoller struct {
-	b      *Backend
-	log    *slog.Logger
-	wakeFD int // eventfd: the ring set changed, or the poller must end
-	idle   *idleWaiter
+	b       *Backend
+	log     *slog.Logger
+	wakeFD  int // eventfd: the ring set changed, or the poller must end
+	netpoll *netpollWaiter
 
 	mu      sync.Mutex
 	rings   []polled // the running rings, protected by mu
@@ -98,7 +98,7 @@ var waitMask = uint64(1) << (unix.SIGURG - 1)
 const rawIdle = 20 * time.Millisecond
 
 // parkEvery is how long the poller serves in its raw mode before it waits
-// in the netpoller once (see idleWaiter), even while kicks keep coming. The
+// in the netpoller once (see netpollWaiter), even while kicks keep coming. The
 // runtime counts a goroutine that has not been rescheduled for 10ms as
 // running too long: sysmon, when awake, preempts it then (a signal and a
 // hand-over between threads), and sysmon stays awake for as long as a P is
@@ -111,12 +111,12 @@ func startPoller(b *Backend) (*kickPoller, error) {
 	if err != nil {
 		return nil, err
 	}
-	idle, err := newIdleWaiter()
+	netpoll, err := newNetpollWaiter()
 	if err != nil {
 		unix.Close(wake)
 		return nil, err
 	}
-	p := &kickPoller{b: b, log: b.log, wakeFD: wake, idle: idle, done: make(chan struct{})}
+	p := &kickPoller{b: b, log: b.log, wakeFD: wake, netpoll: netpoll, done: make(chan struct{})}
 	rawsys.AddProcs(1)
 	go p.run()
 	return p, nil
@@ -127,7 +127,7 @@ func (p *kickPoller) close() {
 	p.closing.Store(true)
 	p.wake()
 	<-p.done
-	p.idle.close()
+	p.netpoll.close()
 	unix.Close(p.wakeFD)
 	rawsys.AddProcs(-1)
 }
@@ -225,7 +225,7 @@ func (p *kickPoller) run() {
 			}
 			n = int(r)
 		} else {
-			n, err = p.idle.wait(ep, events[:])
+			n, err = p.netpoll.wait(ep, events[:])
 			parked = time.Now()
 		}
 		if err != nil {
@@ -292,7 +292,7 @@ func (p *kickPoller) drain(v *vring) (broken bool) {
 	return v.broken
 }
 
-// idleWaiter waits for an epoll instance's events in the runtime's
+// netpollWaiter waits for an epoll instance's events in the runtime's
 // netpoller, for the poller's waits that give up its P (see kickPoller).
 // Unlike an ordinary blocking epoll_wait, which sysmon takes the P of after
 // 10ms and which wakes sysmon when it returns, it leaves no thread in a
@@ -302,7 +302,7 @@ func (p *kickPoller) drain(v *vring) (broken bool) {
 // holds the poller's instance only during a wait: were the poller's instance
 // registered for good, every kick in raw mode would also wake the thread
 // that waits in the netpoller for the other goroutines.
-type idleWaiter struct {
+type netpollWaiter struct {
 	outer   *os.File // registered with the netpoller
 	outerFD int      // outer's descriptor
 	conn    syscall.RawConn
@@ -314,7 +314,7 @@ type idleWaiter struct {
 	poll   func(uintptr) bool
 }
 
-func newIdleWaiter() (*idleWaiter, error) {
+func newNetpollWaiter() (*netpollWaiter, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -329,38 +329,37 @@ func newIdleWaiter() (*idleWaiter, error) {
 		f.Close()
 		return nil, fmt.Errorf("epoll instance: %w", err)
 	}
-	w := &idleWaiter{outer: f, outerFD: fd, conn: conn}
+	w := &netpollWaiter{outer: f, outerFD: fd, conn: conn}
 	w.poll = w.pollOnce
 	return w, nil
 }
 
-func (w *idleWaiter) close() { w.outer.Close() }
+func (w *netpollWaiter) close() { w.outer.Close() }
 
 // wait returns ep's next events in events, parking until there are some.
-func (w *idleWaiter) wait(ep int, events []unix.EpollEvent) (int, error) {
+func (w *netpollWaiter) wait(ep int, events []unix.EpollEvent) (int, error) {
 	w.ep, w.events, w.n, w.errno = ep, events, 0, 0
-	outer := w.outerFD
 	// Adding a ready instance makes outer ready at once: no kick between
 	// the last raw wait and this one is missed.
-	if err := rawsys.EpollCtl(outer, unix.EPOLL_CTL_ADD, ep, unix.EPOLLIN); err != nil {
-		return 0, fmt.Errorf("idle wait: epoll_ctl: %w", err)
+	if err := rawsys.EpollCtl(w.outerFD, unix.EPOLL_CTL_ADD, ep, unix.EPOLLIN); err != nil {
+		return 0, fmt.Errorf("netpoller wait: epoll_ctl: %w", err)
 	}
 	err := w.conn.Read(w.poll)
-	if derr := rawsys.EpollCtl(outer, unix.EPOLL_CTL_DEL, ep, 0); derr != nil && err == nil {
+	if derr := rawsys.EpollCtl(w.outerFD, unix.EPOLL_CTL_DEL, ep, 0); derr != nil && err == nil {
 		err = derr
 	}
 	switch {
 	case err != nil:
-		return 0, fmt.Errorf("idle wait: %w", err)
+		return 0, fmt.Errorf("netpoller wait: %w", err)
 	case w.errno != 0:
-		return 0, fmt.Errorf("idle wait: epoll_wait: %w", w.errno)
+		return 0, fmt.Errorf("netpoller wait: epoll_wait: %w", w.errno)
 	}
 	return w.n, nil
 }
 
 // pollOnce collects ep's pending events without blocking and reports
 // whether there were any (or an error).
-func (w *idleWaiter) pollOnce(uintptr) bool {
+func (w *netpollWaiter) pollOnce(uintptr) bool {
 	for {
 		n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(w.ep), uintptr(unsafe.Pointer(&w.events[0])), uintptr(len(w.events)), 0, 0, 0)
 		switch e {

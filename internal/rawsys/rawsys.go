@@ -3,22 +3,22 @@
 //
 // An ordinary system call (golang.org/x/sys/unix, package syscall) enters
 // and leaves the runtime's syscall state. Entering it wakes the runtime's
-// monitor thread (sysmon) when that thread is in its deep sleep, and the
-// monitor then polls every 20µs for a millisecond, about 60 wake-ups, before
-// it backs off again. The daemon serves one request, goes idle until the
-// guest's next one, and sysmon sleeps deeply whenever every P is idle, so
-// with ordinary system calls nearly every request restarts that polling: on
-// the hosts we measured on (a context switch costs tens of microseconds
-// there) it made a third of the daemon's CPU time. The calls here go
-// straight to the kernel, so a request served between two idle waits leaves
-// sysmon asleep.
+// monitor thread (sysmon) from its deep sleep, and sysmon may take the P of
+// a goroutine it finds in a system call; after either it polls every 20µs
+// for a millisecond, about 60 wake-ups, before it backs off to one every
+// 10ms. On the hosts we measured on a wake-up costs tens of microseconds,
+// and a daemon serving one request at a time went through this all the
+// time. The calls here go straight to the kernel: a server that makes only
+// these while serving, and gives its P back while idle, leaves sysmon in its
+// deep sleep (see the vhost-user kick poller).
 //
 // The price: while a raw call runs, its goroutine keeps its P, and a
 // stop-the-world (the garbage collector's, rare on this path, which hardly
 // allocates) waits for it to return. So only calls that return promptly
-// belong here (opening, closing, stat, handles, unlink, reads and writes of
-// files); calls that may block for long (fsync, locks, fallocate) stay
-// ordinary.
+// belong here (opening, closing, stat, handles, directory entries, xattrs,
+// reads and writes of files); calls that may block for long (fsync, locks,
+// fallocate, copy_file_range) stay ordinary. A server adds a P for each
+// goroutine that makes raw calls (AddProcs).
 package rawsys
 
 import (
