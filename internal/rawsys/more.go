@@ -118,20 +118,14 @@ func Readlinkat(dirfd int, path string, buf []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, _, e := unix.RawSyscall6(unix.SYS_READLINKAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), bufPtr(buf), uintptr(len(buf)), 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
+	r, _, e := unix.RawSyscall6(unix.SYS_READLINKAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), bufPtr(buf), uintptr(len(buf)), 0, 0)
+	return countResult(r, e)
 }
 
 // Getdents is unix.Getdents (getdents64).
 func Getdents(fd int, buf []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_GETDENTS64, uintptr(fd), bufPtr(buf), uintptr(len(buf)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
+	r, _, e := unix.RawSyscall(unix.SYS_GETDENTS64, uintptr(fd), bufPtr(buf), uintptr(len(buf)))
+	return countResult(r, e)
 }
 
 // Seek is unix.Seek.
@@ -155,20 +149,14 @@ func Fgetxattr(fd int, attr string, dest []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, _, e := unix.RawSyscall6(unix.SYS_FGETXATTR, uintptr(fd), uintptr(unsafe.Pointer(a)), bufPtr(dest), uintptr(len(dest)), 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
+	r, _, e := unix.RawSyscall6(unix.SYS_FGETXATTR, uintptr(fd), uintptr(unsafe.Pointer(a)), bufPtr(dest), uintptr(len(dest)), 0, 0)
+	return countResult(r, e)
 }
 
 // Flistxattr is unix.Flistxattr.
 func Flistxattr(fd int, dest []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_FLISTXATTR, uintptr(fd), bufPtr(dest), uintptr(len(dest)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
+	r, _, e := unix.RawSyscall(unix.SYS_FLISTXATTR, uintptr(fd), bufPtr(dest), uintptr(len(dest)))
+	return countResult(r, e)
 }
 
 // Fsetxattr is unix.Fsetxattr.

@@ -38,6 +38,22 @@ func errnoErr(e unix.Errno) error {
 	return e
 }
 
+// fdResult is the result of a call that returns a new descriptor.
+func fdResult(r uintptr, e unix.Errno) (int, error) {
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+// countResult is the result of a call that returns a byte count.
+func countResult(r uintptr, e unix.Errno) (int, error) {
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
 // empty is the path of an *at call with AT_EMPTY_PATH.
 var empty = [1]byte{0}
 
@@ -60,11 +76,8 @@ func Openat(dirfd int, path string, flags int, mode uint32) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	fd, _, e := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(flags|unix.O_LARGEFILE), uintptr(mode), 0, 0)
-	if e != 0 {
-		return -1, e
-	}
-	return int(fd), nil
+	r, _, e := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(flags|unix.O_LARGEFILE), uintptr(mode), 0, 0)
+	return fdResult(r, e)
 }
 
 // Openat2 is unix.Openat2.
@@ -73,11 +86,8 @@ func Openat2(dirfd int, path string, how *unix.OpenHow) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	fd, _, e := unix.RawSyscall6(unix.SYS_OPENAT2, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(how)), unsafe.Sizeof(*how), 0, 0)
-	if e != 0 {
-		return -1, e
-	}
-	return int(fd), nil
+	r, _, e := unix.RawSyscall6(unix.SYS_OPENAT2, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(how)), unsafe.Sizeof(*how), 0, 0)
+	return fdResult(r, e)
 }
 
 // Statx is unix.Statx.
@@ -102,15 +112,20 @@ func Unlinkat(dirfd int, path string, flags int) error {
 
 // DupCloexec duplicates fd with FD_CLOEXEC set on the copy.
 func DupCloexec(fd int) (int, error) {
-	nfd, _, e := unix.RawSyscall(unix.SYS_FCNTL, uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if e != 0 {
-		return -1, e
-	}
-	return int(nfd), nil
+	r, _, e := unix.RawSyscall(unix.SYS_FCNTL, uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	return fdResult(r, e)
 }
 
 // maxHandleSize is MAX_HANDLE_SZ, the largest handle the kernel makes.
 const maxHandleSize = 128
+
+// fileHandle is the kernel's struct file_handle with room for the largest
+// handle.
+type fileHandle struct {
+	size uint32
+	typ  int32
+	data [maxHandleSize]byte
+}
 
 // NameToHandleAt is name_to_handle_at(2): the handle's type and bytes and
 // the mount id of the object at dirfd and path.
@@ -119,13 +134,7 @@ func NameToHandleAt(dirfd int, path string, flags int) (typ int32, handle []byte
 	if err != nil {
 		return 0, nil, 0, err
 	}
-	// struct file_handle: handle_bytes, handle_type, f_handle[].
-	var buf struct {
-		size uint32
-		typ  int32
-		data [maxHandleSize]byte
-	}
-	buf.size = maxHandleSize
+	buf := fileHandle{size: maxHandleSize}
 	var mnt int32
 	_, _, e := unix.RawSyscall6(unix.SYS_NAME_TO_HANDLE_AT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&buf)), uintptr(unsafe.Pointer(&mnt)), uintptr(flags), 0)
 	if e != 0 {
@@ -143,18 +152,10 @@ func OpenByHandleAt(mountFD int, typ int32, handle []byte, flags int) (int, erro
 	if len(handle) > maxHandleSize {
 		return -1, unix.EINVAL
 	}
-	var buf struct {
-		size uint32
-		typ  int32
-		data [maxHandleSize]byte
-	}
+	buf := fileHandle{typ: typ}
 	buf.size = uint32(copy(buf.data[:], handle))
-	buf.typ = typ
-	fd, _, e := unix.RawSyscall(unix.SYS_OPEN_BY_HANDLE_AT, uintptr(mountFD), uintptr(unsafe.Pointer(&buf)), uintptr(flags))
-	if e != 0 {
-		return -1, e
-	}
-	return int(fd), nil
+	r, _, e := unix.RawSyscall(unix.SYS_OPEN_BY_HANDLE_AT, uintptr(mountFD), uintptr(unsafe.Pointer(&buf)), uintptr(flags))
+	return fdResult(r, e)
 }
 
 // EpollCtl is epoll_ctl(2) with the event's data set to fd.
