@@ -18,6 +18,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
 	export PATH="/usr/local/go/bin:$PATH"
 fi
+# go.mod asks for Go 1.27.3; a machine's own Go (1.26) fetches that release
+# from the module proxy when told to, and ignores go.mod's line otherwise.
+export GOTOOLCHAIN=go1.27.3
 scripts/e2e-assets.sh >/dev/null
 export FERRYFS_BENCH_ROUNDS="${ROUNDS:-3}"
 export FERRYFS_BENCH_FLAGS="${FLAGS:---cache=auto --migration-mode=find-paths}"

@@ -34,6 +34,9 @@ if ! command -v go >/dev/null 2>&1; then
 		die "no go command in PATH and none at /usr/local/go/bin/go; install Go (see go.mod for the version)"
 	fi
 fi
+# go.mod asks for Go 1.27.3; a machine's own Go (1.26) fetches that release
+# from the module proxy when told to, and ignores go.mod's line otherwise.
+export GOTOOLCHAIN=go1.27.3
 
 # apt_install PACKAGE... installs Debian packages, running apt-get update once.
 apt_updated=
