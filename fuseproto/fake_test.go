@@ -85,12 +85,6 @@ func (f *fakeFS) callCount() int {
 	return len(f.calls)
 }
 
-func (f *fakeFS) reset() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = nil
-}
-
 func fillEntry(out *fuse.EntryOut, node uint64) {
 	out.NodeId = node
 	out.Generation = 1

@@ -64,7 +64,7 @@ func (e Extent) Validate() error {
 // kernel, ParseExtent also refuses what the kernel would (see
 // [Extent.Validate]).
 func ParseExtent(s string) (Extent, error) {
-	const want = ":NAMESPACE_ID:HOST_ID:COUNT:, e.g. :0:100000:65536:"
+	const want = "(:NAMESPACE_ID:HOST_ID:COUNT:, e.g. :0:100000:65536:)"
 	if s == "" {
 		return Extent{}, errors.New("empty: want " + want)
 	}

@@ -42,7 +42,7 @@ func TestParseExtent(t *testing.T) {
 		in   string
 		want []string
 	}{
-		{"", []string{"empty: want :NAMESPACE_ID:HOST_ID:COUNT:"}},
+		{"", []string{"empty: want (:NAMESPACE_ID:HOST_ID:COUNT:"}},
 		{":0:1:2", []string{`ends with '2', not a separator`}},
 		{":0:1:x", []string{`ends with 'x', not a separator`}},
 		{"0:1:2:", []string{`does not start with ':', the separator it ends with`}},
@@ -118,7 +118,7 @@ func TestNamespaceMapErrors(t *testing.T) {
 		want   string
 	}{
 		{UID, []string{":0:100000:65536:", "bad"},
-			`--uid-map rule #2 "bad": ends with 'd', not a separator: want :NAMESPACE_ID:HOST_ID:COUNT:, e.g. :0:100000:65536:`},
+			`--uid-map rule #2 "bad": ends with 'd', not a separator: want (:NAMESPACE_ID:HOST_ID:COUNT:, e.g. :0:100000:65536:)`},
 		{GID, []string{":0:100:10:", ":5:200:10:"},
 			`--gid-map rule #2 ":5:200:10:": namespace GIDs 5-14 overlap namespace GIDs 0-9 of rule #1 ":0:100:10:" (the kernel refuses overlapping extents)`},
 		{UID, []string{":0:100:10:", ":10:105:1:"},

@@ -135,10 +135,6 @@ func TestCreatorIdentity(t *testing.T) {
 	})
 }
 
-func itoa(v uint32) string {
-	return string(bytes.TrimLeft([]byte{byte('0' + v/1000%10), byte('0' + v/100%10), byte('0' + v/10%10), byte('0' + v%10)}, "0"))
-}
-
 // TestChownTranslated: SETATTR's owner and group are guest ids.
 func TestChownTranslated(t *testing.T) {
 	requireRoot(t)

@@ -55,7 +55,7 @@ a virtual machine.`,
 	}
 	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return fmt.Errorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())
+		return usageError{err: err, command: cmd.CommandPath()}
 	})
 	setGroupedUsage(root)
 	var df daemonFlags
@@ -67,3 +67,16 @@ a virtual machine.`,
 	root.AddCommand(newMountCmd(), newStateCmd())
 	return root
 }
+
+// usageError is a command-line error followed by where to read the usage,
+// on a line of its own as cobra's own errors put it.
+type usageError struct {
+	err     error
+	command string
+}
+
+func (e usageError) Error() string {
+	return fmt.Sprintf("%v\nRun '%s --help' for usage.", e.err, e.command)
+}
+
+func (e usageError) Unwrap() error { return e.err }

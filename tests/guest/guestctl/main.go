@@ -166,7 +166,7 @@ func run(args []string) error {
 func runAs(args []string) error {
 	sep := slices.Index(args, "--")
 	if sep < 1 || sep == len(args)-1 {
-		return errors.New("usage: as UID:GID[:SUPP,...] [umask=OOO] -- PROGRAM ARGS...")
+		return errors.New("usage: as UID:GID[:SUPP,...] [umask=OOO] -- PROGRAM [ARGS]")
 	}
 	ids := strings.Split(args[0], ":")
 	if len(ids) < 2 || len(ids) > 3 {
