@@ -73,4 +73,17 @@ func (s *Store) Release(snap *Snapshot) {
 // NameToHandle returns the file handle of the object open at fd (any kind
 // of descriptor), for describing an inode referenced by descriptor in
 // file-handles migration mode.
-func NameToHandle(fd int) (*FileHandle, error) { return nameToHandle(fd) }
+func NameToHandle(fd int) (*FileHandle, error) { return nameToHandle(fd, 0) }
+
+// atHandleConnectable is AT_HANDLE_CONNECTABLE (Linux 6.13), which
+// x/sys does not name yet.
+const atHandleConnectable = 0x002
+
+// NameToConnectableHandle returns a connectable file handle of the
+// non-directory open at fd: one that carries its parent, so that
+// open_by_handle_at places the object in its directory tree (and opens it
+// only beneath the mount descriptor it is given). The kernel refuses it
+// (EINVAL) before 6.13 and for an object whose parent it does not know.
+func NameToConnectableHandle(fd int) (*FileHandle, error) {
+	return nameToHandle(fd, atHandleConnectable)
+}

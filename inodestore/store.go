@@ -121,7 +121,7 @@ func New(rootFD int, opts Options) (*Store, error) {
 // capability. The shared directory itself becomes the descriptor for its
 // mount, so the mount works even where /proc/self/mountinfo does not show it.
 func (s *Store) probeHandles(rootFD int) (*FileHandle, error) {
-	h, err := nameToHandle(rootFD)
+	h, err := nameToHandle(rootFD, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +276,7 @@ func (s *Store) handleFor(fd int, mode uint32) (*FileHandle, error) {
 	if s.opts.FileHandles == FileHandlesNever {
 		return nil, nil
 	}
-	h, err := nameToHandle(fd)
+	h, err := nameToHandle(fd, 0)
 	if err == nil {
 		err = s.ensureMount(h.MountID, fd, mode)
 	}
@@ -504,9 +504,10 @@ func (s *Store) Close() {
 	s.Put(s.root)
 }
 
-// nameToHandle returns the file handle of the object open at fd.
-func nameToHandle(fd int) (*FileHandle, error) {
-	typ, h, mountID, err := rawsys.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
+// nameToHandle returns the file handle of the object open at fd; flags
+// are name_to_handle_at's beyond AT_EMPTY_PATH.
+func nameToHandle(fd int, flags int) (*FileHandle, error) {
+	typ, h, mountID, err := rawsys.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH|flags)
 	if err != nil {
 		if errors.Is(err, unix.EOPNOTSUPP) {
 			return nil, fmt.Errorf("name_to_handle_at: filesystem has no file handles: %w", err)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,7 +55,7 @@ func Verify(s *State, rootFD int) []Missing {
 			}
 			fd, err = OpenPath(rootFD, p)
 		case FileHandles:
-			fd, err = OpenHandle(rootFD, i.Handle)
+			fd, err = OpenHandleBeneath(rootFD, i.Handle)
 		}
 		if err != nil {
 			missing = append(missing, Missing{ID: i.ID, Where: where, Err: err})
@@ -138,8 +140,108 @@ func OpenPath(rootFD int, path string) (int, error) {
 	}
 }
 
+// ErrOutsideShare is OpenHandleBeneath's verdict on a file handle whose
+// object it cannot show to have a name beneath the shared directory.
+var ErrOutsideShare = errors.New("the file handle's object has no name beneath the shared directory that leads to it")
+
+// OpenHandleBeneath opens file handle h through the mount of the shared
+// directory open at rootFD (O_RDONLY, as OpenHandle wants), as an O_PATH
+// descriptor, and admits only an object with a name beneath that
+// directory.
+//
+// A file handle names any object of its file system, and the file system
+// the shared directory is on usually holds more than the shared directory:
+// a state from another host could name a directory beside it, and serving
+// that would let the guest out. So the handle is not trusted for where its
+// object is: the kernel says where it placed the object (its
+// /proc/self/fd link), and that path, resolved again beneath rootFD as a
+// guest's names are (no symlinks, no "..", no magic links), must lead to
+// the very same object. A handle of an object outside gives a path
+// outside, or one that resolves to something else, and is refused with
+// ErrOutsideShare.
+//
+// The kernel knows a directory's place always, a non-directory's only when
+// it is in the dentry cache or the handle is connectable (it carries the
+// parent: name_to_handle_at's AT_HANDLE_CONNECTABLE, which the source uses
+// for non-directories, and which the kernel decodes only beneath the mount
+// descriptor given). A non-directory the kernel cannot place is refused
+// too: failing closed is the price of a plain handle.
+func OpenHandleBeneath(rootFD int, h *FileHandle) (int, error) {
+	fd, err := OpenHandle(rootFD, h)
+	if err != nil {
+		return -1, err
+	}
+	if err := checkBeneath(rootFD, fd); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// checkBeneath reports whether the object open at fd has a name beneath
+// the directory open at rootFD that leads to it (OpenHandleBeneath).
+func checkBeneath(rootFD, fd int) error {
+	var buf [2 * unix.PathMax]byte
+	root, err := fdLink(rootFD, buf[:unix.PathMax])
+	if err != nil {
+		return fmt.Errorf("the shared directory's path: %w", err)
+	}
+	obj, err := fdLink(fd, buf[unix.PathMax:])
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrOutsideShare, err)
+	}
+	var rel string
+	switch {
+	case obj == root:
+		rel = "."
+	case root == "/":
+		rel = obj[1:]
+	case strings.HasPrefix(obj, root) && obj[len(root)] == '/':
+		rel = obj[len(root)+1:]
+	default:
+		return fmt.Errorf("%w (the kernel places it at %q)", ErrOutsideShare, obj)
+	}
+	var want unix.Stat_t
+	if err := unix.Fstat(fd, &want); err != nil {
+		return fmt.Errorf("stat the object of the file handle: %w", err)
+	}
+	pfd := rootFD
+	if rel != "." {
+		if pfd, err = OpenPath(rootFD, rel); err != nil {
+			return fmt.Errorf("%w: %w", ErrOutsideShare, err)
+		}
+		defer unix.Close(pfd)
+	}
+	var got unix.Stat_t
+	if err := unix.Fstat(pfd, &got); err != nil {
+		return fmt.Errorf("stat %s: %w", rel, err)
+	}
+	if got.Dev != want.Dev || got.Ino != want.Ino {
+		return fmt.Errorf("%w (%s leads to another object)", ErrOutsideShare, rel)
+	}
+	return nil
+}
+
+// fdLink reads the /proc/self/fd link of fd into buf: the path of the
+// object as the kernel knows it. A path that fills buf may be cut and is
+// refused.
+func fdLink(fd int, buf []byte) (string, error) {
+	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf)
+	if err != nil {
+		return "", fmt.Errorf("readlink /proc/self/fd: %w", err)
+	}
+	if n >= len(buf) {
+		return "", fmt.Errorf("path longer than %d bytes", len(buf)-1)
+	}
+	if n == 0 || buf[0] != '/' {
+		return "", fmt.Errorf("not a path: %q", buf[:n])
+	}
+	return string(buf[:n]), nil
+}
+
 // OpenHandle opens a file handle through the mount of mountFD (not an
 // O_PATH descriptor) as an O_PATH descriptor. It needs CAP_DAC_READ_SEARCH.
+// It does not check where the object is: OpenHandleBeneath does.
 func OpenHandle(mountFD int, h *FileHandle) (int, error) {
 	if !validHandle(h) {
 		return -1, fmt.Errorf("no valid file handle")

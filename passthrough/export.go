@@ -189,6 +189,7 @@ func (fs *FS) describe(e inodestore.InodeEntry, mode migrate.Mode, root exportRo
 		h, err := fs.handleOf(i)
 		if err != nil {
 			mi.Invalid = err.Error()
+			mi.Gone = err == errRemovedOnHost && !fs.store.IsOpen(i.Key)
 		} else {
 			mi.Handle = stateHandle(h)
 		}
@@ -373,7 +374,8 @@ func (fs *FS) orphanPath(i *inodestore.Inode, p string, root exportRoot, opts Ex
 	return h, nil
 }
 
-// errRemovedOnHost is pathOf's answer for an object without a name left.
+// errRemovedOnHost is pathOf's and handleOf's answer for an object without
+// a name left.
 var errRemovedOnHost = errors.New("removed on the host: it has no path")
 
 // deletedSuffix is how a /proc/self/fd link marks a name that was
@@ -416,14 +418,36 @@ func confirmPath(rootFD int, p string, want *unix.Statx_t) error {
 
 // handleOf is i's file handle: the one it is referenced by, or one made
 // now for an inode referenced by descriptor.
+//
+// A destination serves an object found by handle only once the kernel has
+// shown where it is (migrate.OpenHandleBeneath), which it can for a
+// non-directory only from a connectable handle, one that carries the
+// parent too: a non-directory is described by one where the kernel makes
+// it (Linux 6.13 and newer, for an object whose place it knows), by its
+// plain handle otherwise.
+//
+// An object with no name left on the host is errRemovedOnHost: the
+// destination could not tell where it is.
 func (fs *FS) handleOf(i *inodestore.Inode) (*inodestore.FileHandle, error) {
+	pfd, err := fs.store.PathFDUncached(i)
+	if err != nil {
+		return nil, fmt.Errorf("gone from the host: %w", err)
+	}
+	defer pfd.Close()
+	var stx unix.Statx_t
+	if err := statxFD(pfd.FD, &stx); err != nil {
+		return nil, fmt.Errorf("statx: %w", err)
+	}
+	if stx.Nlink == 0 {
+		return nil, errRemovedOnHost
+	}
+	if !i.IsDir() {
+		if h, err := inodestore.NameToConnectableHandle(pfd.FD); err == nil {
+			return h, nil
+		}
+	}
 	if i.Handle != nil {
 		return i.Handle, nil
 	}
-	pfd, err := fs.store.PathFDUncached(i)
-	if err != nil {
-		return nil, err
-	}
-	defer pfd.Close()
 	return inodestore.NameToHandle(pfd.FD)
 }

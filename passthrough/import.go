@@ -414,9 +414,14 @@ func (im *importer) open(i *migrate.Inode, stx *unix.Statx_t) (int, *lostError) 
 			err = fmt.Errorf("open %q in directory %d: %w", i.Name, i.Parent, err)
 		}
 	case migrate.FileHandles:
-		fd, err = migrate.OpenHandle(im.mountFD, i.Handle)
+		// The handle may name any object of the file system; only one
+		// beneath the shared directory is served.
+		fd, err = migrate.OpenHandleBeneath(im.mountFD, i.Handle)
 	default:
 		err = fmt.Errorf("unknown migration mode %q", im.st.Mode)
+	}
+	if errors.Is(err, migrate.ErrOutsideShare) {
+		return -1, staleLost(err)
 	}
 	if err != nil {
 		return -1, hostLost(err)
