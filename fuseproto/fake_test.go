@@ -101,6 +101,8 @@ func (f *fakeFS) Init(kernelFlags uint64, out *fuse.InitOut) (uint64, syscall.Er
 	return f.initWant, f.errno
 }
 
+func (f *fakeFS) Capabilities() uint64 { return f.initWant }
+
 func (f *fakeFS) Destroy() {
 	f.record(fakeCall{Op: "Destroy"})
 	f.mu.Lock()

@@ -47,6 +47,10 @@ type FileSystem interface {
 	// kernel offers; the return value is the subset the filesystem wants.
 	// It may also adjust out (max_write, time granularity and so on).
 	Init(kernelFlags uint64, out *fuse.InitOut) (wantFlags uint64, errno syscall.Errno)
+	// Capabilities is what Init would want of a kernel that offers every
+	// capability, without its side effects: a migration destination
+	// refuses a session that negotiated more (CheckSession).
+	Capabilities() uint64
 	// Destroy is called for FUSE_DESTROY and when the connection ends. It
 	// must forget every node but the root and release every handle.
 	Destroy()

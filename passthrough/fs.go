@@ -165,26 +165,43 @@ func (fs *FS) Close() error {
 // Init chooses the capabilities the filesystem wants from those the kernel
 // offers.
 func (fs *FS) Init(kernelFlags uint64, out *fuse.InitOut) (uint64, syscall.Errno) {
+	want := fs.wants(kernelFlags)
+	if fs.opts.KillprivV2 && want&fuse.CAP_HANDLE_KILLPRIV_V2 == 0 {
+		fs.log.Warn("--killpriv-v2: the kernel does not offer HANDLE_KILLPRIV_V2")
+	}
+	if fs.opts.AnnounceSubmounts && want&fuse.CAP_SUBMOUNTS == 0 {
+		fs.log.Warn("--announce-submounts: the kernel does not offer SUBMOUNTS")
+	}
+	if fs.opts.PosixACL && want&fuse.CAP_POSIX_ACL == 0 {
+		fs.log.Error("--posix-acl: the kernel does not offer POSIX_ACL, DONT_MASK and SETXATTR_EXT")
+		return 0, syscall.EPROTO
+	}
+	if fs.opts.SecurityLabel && want&fuse.CAP_SECURITY_CTX == 0 {
+		fs.log.Error("--security-label: the kernel does not offer SECURITY_CTX")
+		return 0, syscall.EPROTO
+	}
+	out.TimeGran = 1
+	fs.resume(want)
+	return want, 0
+}
+
+// Capabilities is what Init asks of a kernel that offers everything.
+func (fs *FS) Capabilities() uint64 { return fs.wants(^uint64(0)) }
+
+// wants is the subset of kernelFlags the options ask for.
+func (fs *FS) wants(kernelFlags uint64) uint64 {
 	var want uint64 = fuse.CAP_EXPORT_SUPPORT | fuse.CAP_AUTO_INVAL_DATA | fuse.CAP_CACHE_SYMLINKS
 	if !fs.opts.NoReaddirplus {
 		want |= fuse.CAP_READDIRPLUS | fuse.CAP_READDIRPLUS_AUTO
 	}
-	if fs.opts.Writeback && kernelFlags&fuse.CAP_WRITEBACK_CACHE != 0 {
+	if fs.opts.Writeback {
 		want |= fuse.CAP_WRITEBACK_CACHE
 	}
 	if fs.opts.KillprivV2 {
-		if kernelFlags&fuse.CAP_HANDLE_KILLPRIV_V2 != 0 {
-			want |= fuse.CAP_HANDLE_KILLPRIV_V2
-		} else {
-			fs.log.Warn("--killpriv-v2: the kernel does not offer HANDLE_KILLPRIV_V2")
-		}
+		want |= fuse.CAP_HANDLE_KILLPRIV_V2
 	}
 	if fs.opts.AnnounceSubmounts {
-		if kernelFlags&fuse.CAP_SUBMOUNTS != 0 {
-			want |= fuse.CAP_SUBMOUNTS
-		} else {
-			fs.log.Warn("--announce-submounts: the kernel does not offer SUBMOUNTS")
-		}
+		want |= fuse.CAP_SUBMOUNTS
 	}
 	if fs.opts.AllowMmap {
 		want |= fuse.CAP_DIRECT_IO_ALLOW_MMAP
@@ -194,25 +211,17 @@ func (fs *FS) Init(kernelFlags uint64, out *fuse.InitOut) (uint64, syscall.Errno
 		// have the guest apply the umask even where a default ACL says
 		// otherwise, and without SETXATTR_EXT the kill-sgid rule is lost.
 		const acl = fuse.CAP_POSIX_ACL | fuse.CAP_DONT_MASK | fuse.CAP_SETXATTR_EXT
-		if kernelFlags&acl != acl {
-			fs.log.Error("--posix-acl: the kernel does not offer POSIX_ACL, DONT_MASK and SETXATTR_EXT")
-			return 0, syscall.EPROTO
+		if kernelFlags&acl == acl {
+			want |= acl
 		}
-		want |= acl
 	}
 	if fs.opts.SecurityLabel {
-		if kernelFlags&fuse.CAP_SECURITY_CTX == 0 {
-			fs.log.Error("--security-label: the kernel does not offer SECURITY_CTX")
-			return 0, syscall.EPROTO
-		}
 		want |= fuse.CAP_SECURITY_CTX
 	}
-	if kernelFlags&fuse.CAP_CREATE_SUPP_GROUP != 0 {
-		want |= fuse.CAP_CREATE_SUPP_GROUP
-	}
-	out.TimeGran = 1
-	fs.resume(want)
-	return want, 0
+	want |= fuse.CAP_CREATE_SUPP_GROUP
+	// Only what the kernel offers; EXPORT_SUPPORT and the others the
+	// request layer masks the same way.
+	return want & kernelFlags
 }
 
 // Destroy forgets every inode but the root and closes every handle.

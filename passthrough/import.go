@@ -1,8 +1,10 @@
 package passthrough
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +22,10 @@ type ImportOptions struct {
 	// OnError is what happens to inodes and handles that cannot be found
 	// or re-opened (--migration-on-error); "" means migrate.Abort.
 	OnError migrate.OnError
+	// MaxWrite is the request layer's (fuseproto.ServerOptions.MaxWrite,
+	// 0 for its default): a session that announced larger requests is
+	// refused.
+	MaxWrite uint32
 }
 
 // ImportReport is what ImportState restored.
@@ -68,6 +74,23 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 	var rep ImportReport
 	if d := st.Options.Diff(fs.MigrationOptions()); len(d) > 0 {
 		return rep, fmt.Errorf("the destination's options differ from the source's: %s", strings.Join(d, "; "))
+	}
+	if st.Mounted() {
+		s := st.Session
+		sess := fuseproto.Session{Major: s.Major, Minor: s.Minor, Flags: s.Flags, MaxWrite: s.MaxWrite,
+			MaxReadahead: s.MaxReadahead, MaxPages: s.MaxPages, TimeGran: s.TimeGran}
+		if err := fuseproto.CheckSession(sess, fs, opts.MaxWrite); err != nil {
+			return rep, fmt.Errorf("the source's FUSE session: %w", err)
+		}
+	}
+	// Every handle's flags are checked before anything is opened: a
+	// state is refused as a whole, naming the first bad handle.
+	reopenFlags := make([]int, len(st.Handles))
+	for k, h := range st.Handles {
+		var err error
+		if reopenFlags[k], err = fs.reopenFlags(h, st); err != nil {
+			return rep, fmt.Errorf("handle %d on node %d: %w", h.ID, h.Node, err)
+		}
 	}
 	var guestError bool
 	switch opts.OnError {
@@ -138,15 +161,15 @@ func (fs *FS) ImportState(st *migrate.State, opts ImportOptions) (ImportReport, 
 
 	handles := make([]inodestore.RestoredHandle, 0, len(st.Handles))
 	var handleErrs []error
-	for _, h := range st.Handles {
-		rh := inodestore.RestoredHandle{ID: h.ID, Node: fuseproto.NodeID(h.Node), FD: -1, Flags: int(h.Flags), GuestFlags: h.GuestFlags}
+	for k, h := range st.Handles {
+		rh := inodestore.RestoredHandle{ID: h.ID, Node: fuseproto.NodeID(h.Node), FD: -1, Flags: reopenFlags[k], GuestFlags: h.GuestFlags}
 		if h.Lost != 0 {
 			rh.Lost = syscall.Errno(h.Lost)
 			atSourceErrs = append(atSourceErrs, fmt.Errorf("handle %d on node %d: lost in an earlier migration: %w", h.ID, h.Node, rh.Lost))
 			handles = append(handles, rh)
 			continue
 		}
-		fd, le := im.reopen(h)
+		fd, le := im.reopen(h, reopenFlags[k])
 		if le != nil {
 			handleErrs = append(handleErrs, fmt.Errorf("handle %d on node %d: %w", h.ID, h.Node, le))
 			rh.Lost = le.errno
@@ -455,8 +478,52 @@ func (im *importer) check(fd int, i *migrate.Inode, stx *unix.Statx_t) *lostErro
 	return nil
 }
 
-// reopen opens handle h again, after reserving its descriptor.
-func (im *importer) reopen(h migrate.Handle) (int, *lostError) {
+// reopenFlags are the flags to open handle h of state st again with, or
+// why no honest source sends it. The open happened on the source: creating
+// or truncating again would lose data written since, so only the flags
+// that shape an open file are kept, and the destination's options decide
+// O_NOATIME and O_DIRECT as for a new open. What the source cannot have
+// opened refuses the state: O_PATH, O_TMPFILE on anything but the regular
+// file it made, write access on a read-only file system or to a directory.
+func (fs *FS) reopenFlags(h migrate.Handle, st *migrate.State) (int, error) {
+	const (
+		tmpfile = unix.O_TMPFILE &^ unix.O_DIRECTORY // __O_TMPFILE
+		kept    = unix.O_ACCMODE | unix.O_DIRECTORY | unix.O_NOATIME | unix.O_DIRECT | unix.O_SYNC | unix.O_DSYNC | unix.O_NONBLOCK
+	)
+	flags := int(h.Flags)
+	var typ uint32
+	if k, ok := slices.BinarySearchFunc(st.Inodes, h.Node, func(i migrate.Inode, id uint64) int { return cmp.Compare(i.ID, id) }); ok {
+		typ = st.Inodes[k].Type
+	}
+	writes := flags&unix.O_ACCMODE != unix.O_RDONLY || flags&(unix.O_CREAT|unix.O_TRUNC|tmpfile) != 0
+	switch {
+	case flags&unix.O_ACCMODE == unix.O_ACCMODE:
+		return 0, fmt.Errorf("open flags %#o: no such access mode", h.Flags)
+	case flags&unix.O_PATH != 0:
+		return 0, fmt.Errorf("open flags %#o: O_PATH is no open file", h.Flags)
+	case flags&tmpfile != 0 && typ != unix.S_IFREG:
+		return 0, fmt.Errorf("open flags %#o: O_TMPFILE on a %s", h.Flags, migrate.TypeName(typ))
+	case writes && fs.opts.Readonly:
+		return 0, fmt.Errorf("open flags %#o: open for writing on a read-only file system", h.Flags)
+	case writes && typ == unix.S_IFDIR:
+		return 0, fmt.Errorf("open flags %#o: a directory open for writing", h.Flags)
+	}
+	if flags&tmpfile != 0 {
+		flags &^= unix.O_DIRECTORY // part of O_TMPFILE
+	}
+	flags &= kept
+	if !fs.opts.PreserveNoatime {
+		flags &^= unix.O_NOATIME
+	}
+	if !fs.opts.AllowDirectIO {
+		flags &^= unix.O_DIRECT
+	}
+	return flags, nil
+}
+
+// reopen opens handle h again with flags (reopenFlags), after reserving
+// its descriptor.
+func (im *importer) reopen(h migrate.Handle, flags int) (int, *lostError) {
 	if le := im.lost[h.Node]; le != nil {
 		return -1, &lostError{err: errors.New("its node is lost"), errno: le.errno}
 	}
@@ -467,10 +534,7 @@ func (im *importer) reopen(h migrate.Handle) (int, *lostError) {
 	if err := im.fs.store.ReserveFD(); err != nil {
 		return -1, hostLost(fmt.Errorf("descriptor budget: %w", err))
 	}
-	// The open already happened on the source: creating or truncating
-	// again would lose data written since.
-	flags := int(h.Flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_PATH) | unix.O_CLOEXEC
-	fd, err := rawsys.Openat(im.fs.procFD, strconv.Itoa(im.fds[h.Node]), flags, 0)
+	fd, err := rawsys.Openat(im.fs.procFD, strconv.Itoa(im.fds[h.Node]), flags|unix.O_CLOEXEC, 0)
 	if err != nil {
 		im.fs.store.UnreserveFD()
 		return -1, hostLost(fmt.Errorf("open: %w", err))
