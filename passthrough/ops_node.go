@@ -128,11 +128,26 @@ func (fs *FS) getAttr(i *inodestore.Inode, out *fuse.AttrOut) syscall.Errno {
 	return 0
 }
 
-// SetAttr changes mode, owner, size and times, in that order, as
-// virtiofsd does, and returns the new attributes.
+// SetAttr changes mode, owner, size and times, in that order, as virtiofsd
+// does, and returns the new attributes. It makes the changes with the
+// caller's identity (its fsuid and fsgid, translated), as CREATE and MKDIR
+// create with it: whether a change is allowed depends on who asks (only
+// the owner sets explicit times or the mode, only root gives a file away,
+// touching needs ownership or write permission, a mode change by someone
+// outside the file's group drops its setgid bit), and the host kernel then
+// applies every rule of a local file system. The guest kernel does not
+// check these for virtio-fs (no default_permissions), so a daemon that
+// changed attributes as root would let any guest user through. A caller
+// that is the daemon's own identity (the guest's root, untranslated) costs
+// nothing extra; the guest's supplementary groups are not known here, so
+// permission that only one of them grants is refused.
 func (fs *FS) SetAttr(r *fuseproto.Request, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if fs.opts.Readonly {
 		return syscall.EROFS
+	}
+	c, errno := fs.hostCaller(r)
+	if errno != 0 {
+		return errno
 	}
 	i, errno := fs.inode(r.Node())
 	if errno != 0 {
@@ -152,48 +167,66 @@ func (fs *FS) SetAttr(r *fuseproto.Request, in *fuse.SetAttrIn, out *fuse.AttrOu
 		return fs.errno("setattr", err)
 	}
 	defer pfd.Close()
-	procName := strconv.Itoa(pfd.FD)
-	kill := fs.killpriv.Load() && in.Valid&fuse.FATTR_KILL_SUIDGID != 0
+	uid, gid := -1, -1
+	if v, ok := in.GetUID(); ok {
+		host, err := fs.opts.UIDMap.ToHost(idmap.GuestUID(v))
+		if err != nil {
+			return idErrno(err)
+		}
+		uid = int(host)
+	}
+	if v, ok := in.GetGID(); ok {
+		host, err := fs.opts.GIDMap.ToHost(idmap.GuestGID(v))
+		if err != nil {
+			return idErrno(err)
+		}
+		gid = int(host)
+	}
+	var op string
+	err = fs.asCaller(c, 0, false, func() (err error) {
+		op, err = fs.setAttrs(i, h, pfd.FD, in, uid, gid)
+		return err
+	})
+	if err != nil {
+		return fs.errno(op, err)
+	}
+	if in.Valid&(fuse.FATTR_UID|fuse.FATTR_GID|fuse.FATTR_SIZE) != 0 {
+		// What the kernel does for security.capability on chown and
+		// truncate, done for its --xattrmap name by the daemon: the
+		// caller may not remove such an attribute itself.
+		if err := fs.clearCapability(pfd.FD); err != nil {
+			return fs.errno("setattr", err)
+		}
+	}
+	return fs.getAttr(i, out)
+}
 
+// setAttrs makes the changes in of SetAttr to i (open at the O_PATH
+// descriptor pfd, and through h when the guest gave a handle), chown to
+// uid and gid (host ids, -1 to keep), and names the operation that failed.
+func (fs *FS) setAttrs(i *inodestore.Inode, h *inodestore.Handle, pfd int, in *fuse.SetAttrIn, uid, gid int) (string, error) {
 	if mode, ok := in.GetMode(); ok {
+		var err error
 		if h != nil {
 			err = unix.Fchmod(h.FD, mode)
 		} else {
 			// chmod needs a real descriptor or a path; the magic link
 			// reaches the object itself.
-			err = rawsys.Fchmodat(fs.procFD, procName, mode)
+			err = rawsys.Fchmodat(fs.procFD, strconv.Itoa(pfd), mode)
 		}
 		if err != nil {
-			return fs.errno("chmod", err)
+			return "chmod", err
 		}
 	}
-	if in.Valid&(fuse.FATTR_UID|fuse.FATTR_GID) != 0 {
-		uid, gid := -1, -1
-		if v, ok := in.GetUID(); ok {
-			host, err := fs.opts.UIDMap.ToHost(idmap.GuestUID(v))
-			if err != nil {
-				return idErrno(err)
-			}
-			uid = int(host)
-		}
-		if v, ok := in.GetGID(); ok {
-			host, err := fs.opts.GIDMap.ToHost(idmap.GuestGID(v))
-			if err != nil {
-				return idErrno(err)
-			}
-			gid = int(host)
-		}
-		if err := fs.clearCapability(pfd.FD); err != nil {
-			return fs.errno("chown", err)
-		}
-		err = rawsys.Fchownat(pfd.FD, "", uid, gid, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
-		if err != nil {
-			return fs.errno("chown", err)
+	if uid != -1 || gid != -1 {
+		if err := rawsys.Fchownat(pfd, "", uid, gid, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return "chown", err
 		}
 	}
 	if size, ok := in.GetSize(); ok {
+		kill := fs.killpriv.Load() && in.Valid&fuse.FATTR_KILL_SUIDGID != 0
 		if err := fs.truncate(i, h, int64(size), kill); err != nil {
-			return fs.errno("truncate", err)
+			return "truncate", err
 		}
 	}
 	if in.Valid&(fuse.FATTR_ATIME|fuse.FATTR_MTIME) != 0 {
@@ -210,11 +243,11 @@ func (fs *FS) SetAttr(r *fuseproto.Request, in *fuse.SetAttrIn, out *fuse.AttrOu
 		}
 		// AT_EMPTY_PATH works on O_PATH descriptors and on symlinks
 		// themselves, so no handle or magic link is needed.
-		if err := rawsys.UtimesNanoAt(pfd.FD, "", ts[:], unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fs.errno("utimens", err)
+		if err := rawsys.UtimesNanoAt(pfd, "", ts[:], unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return "utimens", err
 		}
 	}
-	return fs.getAttr(i, out)
+	return "", nil
 }
 
 // truncate sets the size through the handle when the guest gave one, else
@@ -238,9 +271,6 @@ func (fs *FS) truncate(i *inodestore.Inode, h *inodestore.Handle, size int64, ki
 			return err
 		}
 		defer rawsys.Close(fd)
-	}
-	if err := fs.clearCapability(fd); err != nil {
-		return err
 	}
 	return fs.maybeKillPriv(kill, func() error { return rawsys.Ftruncate(fd, size) })
 }
