@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -64,6 +65,12 @@ type FS struct {
 	// orphans keeps the files the guest removed while holding them open
 	// (see OrphanDir).
 	orphans *orphanage
+
+	// rootMount is the shared directory's mount id; seenMounts holds the
+	// other mounts objects were found on, each checked once for a file
+	// system that may hang (checkMount).
+	rootMount  uint64
+	seenMounts sync.Map
 }
 
 var _ fuseproto.FileSystem = (*FS)(nil)
@@ -134,6 +141,11 @@ func New(opts Options) (*FS, error) {
 	if name, remapped := opts.XattrMap.SecurityCapability(); remapped {
 		fs.capabilityName = name
 	}
+	var stx unix.Statx_t
+	if err := statxFD(rootFD, &stx); err == nil {
+		fs.rootMount = stx.Mnt_id
+	}
+	fs.watchForHangingFS(rootFD)
 	return fs, nil
 }
 

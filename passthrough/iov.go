@@ -5,6 +5,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
 // iovMax is IOV_MAX: the most buffers one preadv or pwritev takes. A guest
@@ -73,7 +75,7 @@ func vectored(sysno uintptr, fd int, bufs [][]byte, off int64, flags int) (int, 
 }
 
 // preadwritev is one preadv2 or pwritev2 call, made raw like the rest of
-// the request path (see internal/rawsys). The offset goes in two words as
+// the request path (see internal/rawsys, and its UseOrdinaryCalls). The offset goes in two words as
 // the system call takes it (the high one is 0 on 64-bit).
 func preadwritev(sysno uintptr, fd int, iov []unix.Iovec, off int64, flags int) (int, error) {
 	var base unsafe.Pointer
@@ -81,7 +83,7 @@ func preadwritev(sysno uintptr, fd int, iov []unix.Iovec, off int64, flags int) 
 		base = unsafe.Pointer(&iov[0])
 	}
 	lo, hi := uintptr(off), uintptr(uint64(off)>>(unsafe.Sizeof(uintptr(0))*8-1)>>1)
-	n, _, errno := unix.RawSyscall6(sysno, uintptr(fd), uintptr(base), uintptr(len(iov)), lo, hi, uintptr(flags))
+	n, _, errno := rawsys.Syscall6(sysno, uintptr(fd), uintptr(base), uintptr(len(iov)), lo, hi, uintptr(flags))
 	if errno != 0 {
 		return int(n), errno
 	}

@@ -77,6 +77,7 @@ func (fs *FS) insertRef(fd int, out *fuse.EntryOut, parentMount uint64) (*inodes
 		rawsys.Close(fd)
 		return nil, fs.errno("statx", err)
 	}
+	fs.checkMount(fd, stx.Mnt_id)
 	i, err := fs.store.Insert(fd, &stx)
 	if err != nil {
 		return nil, fs.errno("insert inode", err)

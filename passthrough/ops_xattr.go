@@ -228,26 +228,26 @@ func (fs *FS) RemoveXAttr(r *fuseproto.Request, name string) syscall.Errno {
 
 func getxattrat(dirFD int, path, name, dst []byte) (int, error) {
 	args := xattrArgs{value: uint64(bufPtr(dst)), size: uint32(len(dst))}
-	r1, _, e := unix.RawSyscall6(sysGetxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
+	r1, _, e := rawsys.Syscall6(sysGetxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
 		uintptr(unsafe.Pointer(&name[0])), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
 	return errnoResult(r1, e)
 }
 
 func listxattrat(dirFD int, path, dst []byte) (int, error) {
-	r1, _, e := unix.RawSyscall6(sysListxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
+	r1, _, e := rawsys.Syscall6(sysListxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
 		bufPtr(dst), uintptr(len(dst)), 0)
 	return errnoResult(r1, e)
 }
 
 func setxattrat(dirFD int, path, name, value []byte, flags uint32) error {
 	args := xattrArgs{value: uint64(bufPtr(value)), size: uint32(len(value)), flags: flags}
-	_, _, e := unix.RawSyscall6(sysSetxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
+	_, _, e := rawsys.Syscall6(sysSetxattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
 		uintptr(unsafe.Pointer(&name[0])), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
 	return errnoErr(e)
 }
 
 func removexattrat(dirFD int, path, name []byte) error {
-	_, _, e := unix.RawSyscall6(sysRemovexattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
+	_, _, e := rawsys.Syscall6(sysRemovexattrat, uintptr(dirFD), uintptr(unsafe.Pointer(&path[0])), 0,
 		uintptr(unsafe.Pointer(&name[0])), 0, 0)
 	return errnoErr(e)
 }

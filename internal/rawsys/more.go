@@ -22,7 +22,7 @@ func Mkdirat(dirfd int, path string, mode uint32) error {
 	if err != nil {
 		return err
 	}
-	_, _, e := unix.RawSyscall(unix.SYS_MKDIRAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(mode))
+	_, _, e := syscall3(unix.SYS_MKDIRAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(mode))
 	return errnoErr(e)
 }
 
@@ -32,7 +32,7 @@ func Mknodat(dirfd int, path string, mode uint32, dev int) error {
 	if err != nil {
 		return err
 	}
-	_, _, e := unix.RawSyscall6(unix.SYS_MKNODAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(mode), uintptr(dev), 0, 0)
+	_, _, e := syscall6(unix.SYS_MKNODAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(mode), uintptr(dev), 0, 0)
 	return errnoErr(e)
 }
 
@@ -46,7 +46,7 @@ func Symlinkat(target string, dirfd int, path string) error {
 	if err != nil {
 		return err
 	}
-	_, _, e := unix.RawSyscall(unix.SYS_SYMLINKAT, uintptr(unsafe.Pointer(t)), uintptr(dirfd), uintptr(unsafe.Pointer(p)))
+	_, _, e := syscall3(unix.SYS_SYMLINKAT, uintptr(unsafe.Pointer(t)), uintptr(dirfd), uintptr(unsafe.Pointer(p)))
 	return errnoErr(e)
 }
 
@@ -60,7 +60,7 @@ func Renameat2(olddirfd int, oldpath string, newdirfd int, newpath string, flags
 	if err != nil {
 		return err
 	}
-	_, _, e := unix.RawSyscall6(unix.SYS_RENAMEAT2, uintptr(olddirfd), uintptr(unsafe.Pointer(o)), uintptr(newdirfd), uintptr(unsafe.Pointer(n)), uintptr(flags), 0)
+	_, _, e := syscall6(unix.SYS_RENAMEAT2, uintptr(olddirfd), uintptr(unsafe.Pointer(o)), uintptr(newdirfd), uintptr(unsafe.Pointer(n)), uintptr(flags), 0)
 	return errnoErr(e)
 }
 
@@ -74,7 +74,7 @@ func Linkat(olddirfd int, oldpath string, newdirfd int, newpath string, flags in
 	if err != nil {
 		return err
 	}
-	_, _, e := unix.RawSyscall6(unix.SYS_LINKAT, uintptr(olddirfd), uintptr(unsafe.Pointer(o)), uintptr(newdirfd), uintptr(unsafe.Pointer(n)), uintptr(flags), 0)
+	_, _, e := syscall6(unix.SYS_LINKAT, uintptr(olddirfd), uintptr(unsafe.Pointer(o)), uintptr(newdirfd), uintptr(unsafe.Pointer(n)), uintptr(flags), 0)
 	return errnoErr(e)
 }
 
@@ -85,7 +85,7 @@ func Fchmodat(dirfd int, path string, mode uint32) error {
 	if err != nil {
 		return err
 	}
-	_, _, e := unix.RawSyscall(unix.SYS_FCHMODAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(mode))
+	_, _, e := syscall3(unix.SYS_FCHMODAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(mode))
 	return errnoErr(e)
 }
 
@@ -95,7 +95,7 @@ func Fchownat(dirfd int, path string, uid, gid int, flags int) error {
 	if err != nil {
 		return err
 	}
-	_, _, e := unix.RawSyscall6(unix.SYS_FCHOWNAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(uid), uintptr(gid), uintptr(flags), 0)
+	_, _, e := syscall6(unix.SYS_FCHOWNAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(uid), uintptr(gid), uintptr(flags), 0)
 	return errnoErr(e)
 }
 
@@ -108,7 +108,7 @@ func UtimesNanoAt(dirfd int, path string, ts []unix.Timespec, flags int) error {
 	if err != nil {
 		return err
 	}
-	_, _, e := unix.RawSyscall6(unix.SYS_UTIMENSAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&ts[0])), uintptr(flags), 0, 0)
+	_, _, e := syscall6(unix.SYS_UTIMENSAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&ts[0])), uintptr(flags), 0, 0)
 	return errnoErr(e)
 }
 
@@ -118,19 +118,19 @@ func Readlinkat(dirfd int, path string, buf []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	r, _, e := unix.RawSyscall6(unix.SYS_READLINKAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), bufPtr(buf), uintptr(len(buf)), 0, 0)
+	r, _, e := syscall6(unix.SYS_READLINKAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), bufPtr(buf), uintptr(len(buf)), 0, 0)
 	return countResult(r, e)
 }
 
 // Getdents is unix.Getdents (getdents64).
 func Getdents(fd int, buf []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_GETDENTS64, uintptr(fd), bufPtr(buf), uintptr(len(buf)))
+	r, _, e := syscall3(unix.SYS_GETDENTS64, uintptr(fd), bufPtr(buf), uintptr(len(buf)))
 	return countResult(r, e)
 }
 
 // Seek is unix.Seek.
 func Seek(fd int, offset int64, whence int) (int64, error) {
-	off, _, e := unix.RawSyscall(unix.SYS_LSEEK, uintptr(fd), uintptr(offset), uintptr(whence))
+	off, _, e := syscall3(unix.SYS_LSEEK, uintptr(fd), uintptr(offset), uintptr(whence))
 	if e != 0 {
 		return -1, e
 	}
@@ -139,7 +139,7 @@ func Seek(fd int, offset int64, whence int) (int64, error) {
 
 // Ftruncate is unix.Ftruncate.
 func Ftruncate(fd int, length int64) error {
-	_, _, e := unix.RawSyscall(unix.SYS_FTRUNCATE, uintptr(fd), uintptr(length), 0)
+	_, _, e := syscall3(unix.SYS_FTRUNCATE, uintptr(fd), uintptr(length), 0)
 	return errnoErr(e)
 }
 
@@ -149,13 +149,13 @@ func Fgetxattr(fd int, attr string, dest []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	r, _, e := unix.RawSyscall6(unix.SYS_FGETXATTR, uintptr(fd), uintptr(unsafe.Pointer(a)), bufPtr(dest), uintptr(len(dest)), 0, 0)
+	r, _, e := syscall6(unix.SYS_FGETXATTR, uintptr(fd), uintptr(unsafe.Pointer(a)), bufPtr(dest), uintptr(len(dest)), 0, 0)
 	return countResult(r, e)
 }
 
 // Flistxattr is unix.Flistxattr.
 func Flistxattr(fd int, dest []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_FLISTXATTR, uintptr(fd), bufPtr(dest), uintptr(len(dest)))
+	r, _, e := syscall3(unix.SYS_FLISTXATTR, uintptr(fd), bufPtr(dest), uintptr(len(dest)))
 	return countResult(r, e)
 }
 
@@ -165,7 +165,7 @@ func Fsetxattr(fd int, attr string, data []byte, flags int) error {
 	if err != nil {
 		return err
 	}
-	_, _, e := unix.RawSyscall6(unix.SYS_FSETXATTR, uintptr(fd), uintptr(unsafe.Pointer(a)), bufPtr(data), uintptr(len(data)), uintptr(flags), 0)
+	_, _, e := syscall6(unix.SYS_FSETXATTR, uintptr(fd), uintptr(unsafe.Pointer(a)), bufPtr(data), uintptr(len(data)), uintptr(flags), 0)
 	return errnoErr(e)
 }
 
@@ -175,6 +175,6 @@ func Fremovexattr(fd int, attr string) error {
 	if err != nil {
 		return err
 	}
-	_, _, e := unix.RawSyscall(unix.SYS_FREMOVEXATTR, uintptr(fd), uintptr(unsafe.Pointer(a)), 0)
+	_, _, e := syscall3(unix.SYS_FREMOVEXATTR, uintptr(fd), uintptr(unsafe.Pointer(a)), 0)
 	return errnoErr(e)
 }

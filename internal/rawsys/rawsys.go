@@ -17,8 +17,11 @@
 // allocates) waits for it to return. So only calls that return promptly
 // belong here (opening, closing, stat, handles, directory entries, xattrs,
 // reads and writes of files); calls that may block for long (fsync, locks,
-// fallocate, copy_file_range) stay ordinary. A server adds a P for each
-// goroutine that makes raw calls (AddProcs).
+// fallocate, copy_file_range) stay ordinary. Even these may block without
+// bound on a file system a server elsewhere answers (NFS, FUSE): a daemon
+// that serves one turns every call here into an ordinary one
+// (UseOrdinaryCalls). A server adds a P for each goroutine that makes raw
+// calls (AddProcs).
 package rawsys
 
 import (
@@ -66,7 +69,7 @@ func pathPtr(path string) (*byte, error) {
 
 // Close closes fd.
 func Close(fd int) error {
-	_, _, e := unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+	_, _, e := syscall3(unix.SYS_CLOSE, uintptr(fd), 0, 0)
 	return errnoErr(e)
 }
 
@@ -76,7 +79,7 @@ func Openat(dirfd int, path string, flags int, mode uint32) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	r, _, e := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(flags|unix.O_LARGEFILE), uintptr(mode), 0, 0)
+	r, _, e := syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(flags|unix.O_LARGEFILE), uintptr(mode), 0, 0)
 	return fdResult(r, e)
 }
 
@@ -86,7 +89,7 @@ func Openat2(dirfd int, path string, how *unix.OpenHow) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	r, _, e := unix.RawSyscall6(unix.SYS_OPENAT2, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(how)), unsafe.Sizeof(*how), 0, 0)
+	r, _, e := syscall6(unix.SYS_OPENAT2, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(how)), unsafe.Sizeof(*how), 0, 0)
 	return fdResult(r, e)
 }
 
@@ -96,7 +99,7 @@ func Statx(dirfd int, path string, flags int, mask int, stx *unix.Statx_t) error
 	if err != nil {
 		return err
 	}
-	_, _, e := unix.RawSyscall6(unix.SYS_STATX, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(flags), uintptr(mask), uintptr(unsafe.Pointer(stx)), 0)
+	_, _, e := syscall6(unix.SYS_STATX, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(flags), uintptr(mask), uintptr(unsafe.Pointer(stx)), 0)
 	return errnoErr(e)
 }
 
@@ -106,13 +109,13 @@ func Unlinkat(dirfd int, path string, flags int) error {
 	if err != nil {
 		return err
 	}
-	_, _, e := unix.RawSyscall(unix.SYS_UNLINKAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(flags))
+	_, _, e := syscall3(unix.SYS_UNLINKAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(flags))
 	return errnoErr(e)
 }
 
 // DupCloexec duplicates fd with FD_CLOEXEC set on the copy.
 func DupCloexec(fd int) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_FCNTL, uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	r, _, e := syscall3(unix.SYS_FCNTL, uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	return fdResult(r, e)
 }
 
@@ -136,7 +139,7 @@ func NameToHandleAt(dirfd int, path string, flags int) (typ int32, handle []byte
 	}
 	buf := fileHandle{size: maxHandleSize}
 	var mnt int32
-	_, _, e := unix.RawSyscall6(unix.SYS_NAME_TO_HANDLE_AT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&buf)), uintptr(unsafe.Pointer(&mnt)), uintptr(flags), 0)
+	_, _, e := syscall6(unix.SYS_NAME_TO_HANDLE_AT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&buf)), uintptr(unsafe.Pointer(&mnt)), uintptr(flags), 0)
 	if e != 0 {
 		return 0, nil, 0, e
 	}
@@ -154,7 +157,7 @@ func OpenByHandleAt(mountFD int, typ int32, handle []byte, flags int) (int, erro
 	}
 	buf := fileHandle{typ: typ}
 	buf.size = uint32(copy(buf.data[:], handle))
-	r, _, e := unix.RawSyscall(unix.SYS_OPEN_BY_HANDLE_AT, uintptr(mountFD), uintptr(unsafe.Pointer(&buf)), uintptr(flags))
+	r, _, e := syscall3(unix.SYS_OPEN_BY_HANDLE_AT, uintptr(mountFD), uintptr(unsafe.Pointer(&buf)), uintptr(flags))
 	return fdResult(r, e)
 }
 
