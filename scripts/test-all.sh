@@ -7,7 +7,8 @@
 #
 # It installs what is missing (a C compiler, which `go test -race` needs;
 # QEMU, a guest kernel and busybox for the VM tests, through
-# scripts/e2e-assets.sh), then runs `go vet ./...` and `go test -race ./...`,
+# scripts/e2e-assets.sh), then runs `go vet ./...`, staticcheck and
+# govulncheck (scripts/lint.sh) and `go test -race ./...`,
 # which include the end-to-end tests of the local FUSE mount (tests/) and of
 # real guests (tests/vm). It exits non-zero if any step fails, after printing
 # a summary of every step.
@@ -107,6 +108,7 @@ run_step() {
 }
 
 run_step "go vet" go vet ./...
+run_step "lint" "$repo_root/scripts/lint.sh"
 run_step "go test" go test -race -count=1 -timeout 40m ./...
 
 # ---------------------------------------------------------------------------
