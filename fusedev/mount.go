@@ -48,9 +48,12 @@ type MountOptions struct {
 	// before they reach the file system.
 	ReadOnly bool
 	// DefaultPermissions makes the kernel check access against the file
-	// mode and owner itself. Leave it off for a passthrough file system:
-	// the host kernel checks permissions on the real files, with ACLs and
-	// everything else the mode bits cannot express.
+	// mode, owner and (with FUSE_POSIX_ACL) ACLs the file system reports,
+	// before a request reaches it, as a guest's virtio-fs mount always
+	// does. Without it the file system must check every access itself:
+	// a passthrough daemon that opens files with its own identity would
+	// let every user of an allow_other mount read and write what the
+	// daemon can.
 	DefaultPermissions bool
 	// Logger receives warnings about the connection. nil means
 	// slog.Default().
@@ -108,8 +111,7 @@ func Mount(mountpoint string, opts MountOptions) (*Conn, error) {
 		source = DefaultFsName
 	}
 	// allow_other: the mount is for every user on the host, as a virtio-fs
-	// mount is for every user in the guest; the host kernel's permission
-	// checks on the real files still apply.
+	// mount is for every user in the guest.
 	data := fmt.Sprintf("fd=%d,rootmode=%o,user_id=%d,group_id=%d,allow_other",
 		fd, unix.S_IFDIR, os.Getuid(), os.Getgid())
 	if opts.DefaultPermissions {

@@ -286,7 +286,9 @@ func runMount(ctx context.Context, unhandle func(), cfg mountConfig, stderr io.W
 	defer closeFS()
 	opts := cfg.fs
 
-	conn, err := fusedev.Mount(cfg.mountpoint, fusedev.MountOptions{ReadOnly: opts.Readonly, Logger: log})
+	// default_permissions, as a guest's virtio-fs mount has: the daemon
+	// opens files as itself, so the kernel checks the callers' access.
+	conn, err := fusedev.Mount(cfg.mountpoint, fusedev.MountOptions{ReadOnly: opts.Readonly, DefaultPermissions: true, Logger: log})
 	if err != nil {
 		return err
 	}
