@@ -245,7 +245,7 @@ func (s *State) Validate() error {
 		bad("%d inodes and %d handles: at most %d and %d", len(s.Inodes), len(s.Handles), MaxInodes, MaxHandles)
 		return errors.Join(errs...)
 	}
-	byID := make(map[uint64]*Inode, len(s.Inodes))
+	byID := make(map[uint64]int, len(s.Inodes)) // index in s.Inodes
 	for k := range s.Inodes {
 		i := &s.Inodes[k]
 		if k > 0 && s.Inodes[k-1].ID >= i.ID {
@@ -254,7 +254,7 @@ func (s *State) Validate() error {
 		if i.ID == 0 || i.ID >= s.NextNode {
 			bad("inode id %d outside 1..%d", i.ID, s.NextNode-1)
 		}
-		byID[i.ID] = i
+		byID[i.ID] = k
 		if i.ID != RootID && i.Lookups == 0 && i.Invalid == "" {
 			bad("inode %d has no lookups: the guest does not know it", i.ID)
 		}
@@ -293,38 +293,11 @@ func (s *State) Validate() error {
 			}
 		}
 	}
-	if root, ok := byID[RootID]; !ok || root.Type != 0o040000 {
+	if root, ok := byID[RootID]; !ok || s.Inodes[root].Type != 0o040000 {
 		bad("no root directory inode")
 	}
 	if s.Mode == FindPaths {
-		for k := range s.Inodes {
-			i := &s.Inodes[k]
-			if i.ID == RootID || i.Invalid != "" {
-				continue
-			}
-			// Follow the parents to the root; more steps than
-			// inodes means a cycle.
-			p, steps := i, 0
-			for p.ID != RootID {
-				parent, ok := byID[p.Parent]
-				if !ok {
-					bad("inode %d: parent %d is not in the state", p.ID, p.Parent)
-					break
-				}
-				if parent.Type != 0o040000 {
-					bad("inode %d: parent %d is not a directory", p.ID, p.Parent)
-					break
-				}
-				if parent.Invalid != "" {
-					break // its own problem, reported there
-				}
-				p = parent
-				if steps++; steps > len(s.Inodes) {
-					bad("inode %d: its parents form a cycle", i.ID)
-					break
-				}
-			}
-		}
+		checkParents(s.Inodes, byID, bad)
 	}
 	for k, h := range s.Handles {
 		if k > 0 && s.Handles[k-1].ID >= h.ID {
@@ -336,15 +309,76 @@ func (s *State) Validate() error {
 		if h.Lost > maxErrno {
 			bad("handle %d: lost with errno %d, not an errno", h.ID, h.Lost)
 		}
-		if i, ok := byID[h.Node]; !ok {
+		if k, ok := byID[h.Node]; !ok {
 			bad("handle %d: node %d is not in the state", h.ID, h.Node)
-		} else if i.Gone {
+		} else if i := &s.Inodes[k]; i.Gone {
 			bad("handle %d: node %d is open, yet marked gone", h.ID, h.Node)
 		} else if i.Lost != 0 && h.Lost == 0 {
 			bad("handle %d: node %d was lost by an earlier migration, yet the handle was not", h.ID, h.Node)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Verdicts of checkParents on an inode's chain of parents.
+const (
+	unchecked uint8 = iota
+	onChain         // being followed: meeting it again is a cycle
+	leadsToRoot
+	broken // reported where it breaks; the inodes below stay silent
+)
+
+// checkParents checks, in find-paths mode, that every inode's parents
+// exist, are directories and lead to the root without a cycle. Each chain
+// is followed only up to the first inode already checked, and every inode
+// on it takes that one's verdict, so the work is linear in the number of
+// inodes however deep the tree: following every chain to the root would be
+// quadratic in its depth. It returns the number of steps taken, for tests
+// to hold it to that.
+func checkParents(inodes []Inode, byID map[uint64]int, bad func(string, ...any)) (steps int) {
+	verdict := make([]uint8, len(inodes))
+	var followed []int
+	for k := range inodes {
+		if verdict[k] != unchecked {
+			continue
+		}
+		followed = followed[:0]
+		v := broken
+		for x := k; ; {
+			steps++
+			i := &inodes[x]
+			if verdict[x] == onChain {
+				bad("inode %d: its parents form a cycle", i.ID)
+				break
+			}
+			if verdict[x] != unchecked {
+				v = verdict[x]
+				break
+			}
+			verdict[x] = onChain
+			followed = append(followed, x)
+			if i.ID == RootID || i.Invalid != "" {
+				// An invalid inode's parents are its own problem,
+				// reported with it.
+				v = leadsToRoot
+				break
+			}
+			p, ok := byID[i.Parent]
+			if !ok {
+				bad("inode %d: parent %d is not in the state", i.ID, i.Parent)
+				break
+			}
+			if inodes[p].Type != 0o040000 {
+				bad("inode %d: parent %d is not a directory", i.ID, i.Parent)
+				break
+			}
+			x = p
+		}
+		for _, x := range followed {
+			verdict[x] = v
+		}
+	}
+	return steps
 }
 
 // validHandle reports whether h is a file handle open_by_handle_at could
