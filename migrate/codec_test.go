@@ -131,6 +131,14 @@ func TestUnmarshalRefuses(t *testing.T) {
 		want string
 	}{
 		{"cycle", mutate(func(s *State) { s.Inodes[1].Parent = 3; s.Inodes[2].Type = dirType }), "cycle"},
+		// Validate skips an invalid inode's name and handle checks, so
+		// its parent must not lead anywhere: a chain looping through it
+		// would pass, and a destination following it never ends.
+		{"cycle through an invalid inode", mutate(func(s *State) {
+			s.Inodes[1].Parent = 3
+			s.Inodes[2].Type, s.Inodes[2].Invalid = dirType, "removed on the host"
+		}), "inode 3: invalid, yet its parent is 2"},
+		{"invalid with a missing parent", mutate(func(s *State) { s.Inodes[4].Parent, s.Inodes[4].Invalid = 99, "removed" }), "inode 5: invalid, yet its parent is 99"},
 		{"missing parent", mutate(func(s *State) { s.Inodes[4].Parent = 99 }), "parent 99 is not in the state"},
 		{"parent not a dir", mutate(func(s *State) { s.Inodes[2].Parent = 5 }), "is not a directory"},
 		{"slash in name", mutate(func(s *State) { s.Inodes[2].Name = "../etc" }), "not a relative path of valid components"},

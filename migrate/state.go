@@ -159,7 +159,9 @@ type Inode struct {
 	// destination removes that name when the guest closes the file.
 	Unlinked bool `msgpack:"unlinked,omitempty"`
 	// Invalid says why the source could not describe the object; the
-	// destination fails it (guest-error) or the migration (abort).
+	// destination fails it (guest-error) or the migration (abort). Its
+	// Parent is 0, or the root for an unlinked file; Validate refuses
+	// any other, which it could not check.
 	Invalid string `msgpack:"invalid,omitempty"`
 	// Gone qualifies Invalid: the object was removed on the host and the
 	// guest holds no handle of it, only a cached entry, which the source
@@ -217,7 +219,8 @@ const (
 )
 
 // Validate checks a state's inner consistency: the ids, the root, that
-// every parent exists and leads to the root without a cycle, that every name
+// every parent exists and leads to the root without a cycle (an invalid
+// inode's parent is 0 or the root), that every name
 // is a single path component, that every handle belongs to a known inode,
 // and that the counters are past every id. It reports every problem, not
 // just the first.
@@ -357,9 +360,21 @@ func checkParents(inodes []Inode, byID map[uint64]int, bad func(string, ...any))
 			}
 			verdict[x] = onChain
 			followed = append(followed, x)
-			if i.ID == RootID || i.Invalid != "" {
-				// An invalid inode's parents are its own problem,
-				// reported with it.
+			if i.ID == RootID {
+				v = leadsToRoot
+				break
+			}
+			if i.Invalid != "" {
+				// The source could not place it, so it has no parent
+				// (or the root, which keeps an unlinked file's
+				// orphan directory): its other fields are not
+				// checked, and a parent leading anywhere else could
+				// hide a cycle. What the guest knows below it is lost
+				// with it.
+				if i.Parent != 0 && i.Parent != RootID {
+					bad("inode %d: invalid, yet its parent is %d: an invalid inode's parent is 0 or the root", i.ID, i.Parent)
+					break
+				}
 				v = leadsToRoot
 				break
 			}

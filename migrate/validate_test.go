@@ -44,3 +44,29 @@ func TestValidateDeepChainLinear(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateInvalidInodes: an invalid inode (one the source could not
+// describe) has no parent, or the root for an unlinked file, and what the
+// guest knows below it is valid: the destination loses it with its parent.
+func TestValidateInvalidInodes(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(s *State)
+	}{
+		{"no parent", func(s *State) { s.Inodes[1].Parent, s.Inodes[1].Name, s.Inodes[1].Invalid = 0, "", "removed on the host" }},
+		{"unlinked, in the root's orphan directory", func(s *State) {
+			s.Inodes[4].Unlinked, s.Inodes[4].Name, s.Inodes[4].Invalid = true, ".ferryfs-orphans/x", "cannot open"
+		}},
+		{"lost in an earlier migration", func(s *State) { s.Inodes[2].Parent, s.Inodes[2].Name, s.Inodes[2].Invalid, s.Inodes[2].Lost = 0, "", "lost", 116 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := sample()
+			s.Handles = nil
+			tt.mutate(s)
+			if err := s.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+		})
+	}
+}
