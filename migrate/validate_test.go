@@ -53,11 +53,15 @@ func TestValidateInvalidInodes(t *testing.T) {
 		name   string
 		mutate func(s *State)
 	}{
-		{"no parent", func(s *State) { s.Inodes[1].Parent, s.Inodes[1].Name, s.Inodes[1].Invalid = 0, "", "removed on the host" }},
+		{"no parent", func(s *State) {
+			s.Inodes[1].Parent, s.Inodes[1].Name, s.Inodes[1].Invalid = 0, "", "removed on the host"
+		}},
 		{"unlinked, in the root's orphan directory", func(s *State) {
 			s.Inodes[4].Unlinked, s.Inodes[4].Name, s.Inodes[4].Invalid = true, ".ferryfs-orphans/x", "cannot open"
 		}},
-		{"lost in an earlier migration", func(s *State) { s.Inodes[2].Parent, s.Inodes[2].Name, s.Inodes[2].Invalid, s.Inodes[2].Lost = 0, "", "lost", 116 }},
+		{"lost in an earlier migration", func(s *State) {
+			s.Inodes[2].Parent, s.Inodes[2].Name, s.Inodes[2].Invalid, s.Inodes[2].Lost = 0, "", "lost", 116
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
