@@ -28,16 +28,21 @@ type Missing struct {
 // handles are opened through rootFD's mount.
 func Verify(s *State, rootFD int) []Missing {
 	var missing []Missing
-	var paths map[uint64]string
+	var shown map[uint64]string
+	var byID map[uint64]int
 	if s.Mode == FindPaths {
-		paths = s.Paths()
+		shown = s.Paths()
+		byID = make(map[uint64]int, len(s.Inodes))
+		for k := range s.Inodes {
+			byID[s.Inodes[k].ID] = k
+		}
 	}
 	for k := range s.Inodes {
 		i := &s.Inodes[k]
 		if i.ID == RootID {
 			continue
 		}
-		where := Describe(i, paths)
+		where := Describe(i, shown)
 		if i.Invalid != "" {
 			missing = append(missing, Missing{ID: i.ID, Where: where, Err: fmt.Errorf("the source could not describe it: %s", i.Invalid), LostAtSource: i.LostAtSource()})
 			continue
@@ -46,7 +51,14 @@ func Verify(s *State, rootFD int) []Missing {
 		var err error
 		switch s.Mode {
 		case FindPaths:
-			p, ok := paths[i.ID]
+			// Built for this inode only: every inode's full path
+			// at once would cost the sum of their lengths. One
+			// longer than PATH_MAX cannot be opened by path.
+			p, tooLong, ok := pathUpTo(s.Inodes, byID, k, maxPathLen)
+			if tooLong {
+				missing = append(missing, Missing{ID: i.ID, Where: where, Err: fmt.Errorf("path longer than %d bytes: cannot be checked by path", maxPathLen)})
+				continue
+			}
 			if !ok {
 				missing = append(missing, Missing{ID: i.ID, Where: where, Err: fmt.Errorf("no path: a parent is missing")})
 				continue
@@ -98,7 +110,7 @@ func CheckHandle(fd int, h *FileHandle) error {
 }
 
 // Describe names how inode i is found: its path (from paths, as
-// State.Paths gives them) or its file handle.
+// State.Paths gives them, cut when long) or its file handle.
 func Describe(i *Inode, paths map[uint64]string) string {
 	// A path, when there is one, says more to a reader than a handle: a
 	// find-paths inode may carry both (--migration-verify-handles).

@@ -449,17 +449,132 @@ func pathIn(byID map[uint64]*Inode, id uint64) (string, bool) {
 	return strings.Join(parts, "/"), true
 }
 
-// Paths returns every inode's path as Path would, computed in one pass.
+// maxShownPath bounds the paths Paths gives.
+const maxShownPath = 128
+
+// cutMark starts a path Paths cut.
+const cutMark = "…"
+
+// Paths returns the path of every inode that has one, as Path would, for
+// messages: a path longer than maxShownPath bytes is cut to its last bytes
+// after "…". Describing every inode of a deep tree by its full path would
+// cost the sum of the paths' lengths, quadratic in the depth; cut, each
+// path costs a bounded amount, computed once from its parent's. A cut
+// path cannot be opened: Verify builds the paths it opens one at a time.
 func (s *State) Paths() map[uint64]string {
-	byID := make(map[uint64]*Inode, len(s.Inodes))
+	byID := make(map[uint64]int, len(s.Inodes))
 	for k := range s.Inodes {
-		byID[s.Inodes[k].ID] = &s.Inodes[k]
+		byID[s.Inodes[k].ID] = k
 	}
-	paths := make(map[uint64]string, len(s.Inodes))
-	for id := range byID {
-		if p, ok := pathIn(byID, id); ok {
-			paths[id] = p
+	shown := make([]string, len(s.Inodes))
+	cut := make([]bool, len(s.Inodes))
+	verdict := make([]uint8, len(s.Inodes))
+	var followed []int
+	for k := range s.Inodes {
+		if verdict[k] != unchecked {
+			continue
+		}
+		// Follow the parents up to an inode whose path is known (or
+		// known not to exist), then build the paths on the way back.
+		followed = followed[:0]
+		v, base := broken, -1
+		for x := k; ; {
+			i := &s.Inodes[x]
+			if verdict[x] == onChain {
+				break // a cycle: no path
+			}
+			if verdict[x] != unchecked {
+				v, base = verdict[x], x
+				break
+			}
+			if i.ID == RootID {
+				verdict[x] = leadsToRoot
+				v, base = leadsToRoot, x
+				break
+			}
+			verdict[x] = onChain
+			followed = append(followed, x)
+			p, ok := byID[i.Parent]
+			if i.Invalid != "" || i.Name == "" || !ok {
+				break
+			}
+			x = p
+		}
+		for j := len(followed) - 1; j >= 0; j-- {
+			x := followed[j]
+			verdict[x] = v
+			if v == leadsToRoot {
+				shown[x], cut[x] = shownJoin(shown[base], cut[base], s.Inodes[x].Name)
+				base = x
+			}
 		}
 	}
+	paths := make(map[uint64]string, len(s.Inodes))
+	for k := range s.Inodes {
+		if verdict[k] != leadsToRoot {
+			continue
+		}
+		p := shown[k]
+		if cut[k] {
+			p = cutMark + p
+		}
+		paths[s.Inodes[k].ID] = p
+	}
 	return paths
+}
+
+// shownJoin is name in the directory whose path (cut when parentCut) is
+// parent, cut to its last maxShownPath bytes when longer.
+func shownJoin(parent string, parentCut bool, name string) (string, bool) {
+	if parent == "" && !parentCut {
+		if len(name) <= maxShownPath {
+			return name, false
+		}
+		return name[len(name)-maxShownPath:], true
+	}
+	if n := len(parent) + 1 + len(name); n <= maxShownPath && !parentCut {
+		return parent + "/" + name, false
+	}
+	b := make([]byte, 0, maxShownPath)
+	if len(name) >= maxShownPath {
+		b = append(b, name[len(name)-maxShownPath:]...)
+	} else {
+		keep := maxShownPath - len(name) - 1
+		b = append(b, parent[max(0, len(parent)-keep):]...)
+		b = append(b, '/')
+		b = append(b, name...)
+	}
+	return string(b), true
+}
+
+// pathUpTo is inode k's path, as Path gives it, when the state has one of
+// at most limit bytes; tooLong says it is longer. Every step up adds a
+// name and a slash, so it takes at most limit/2+1 steps, however deep the
+// tree.
+func pathUpTo(inodes []Inode, byID map[uint64]int, k, limit int) (p string, tooLong, ok bool) {
+	var chain []int
+	n := -1
+	for x := k; inodes[x].ID != RootID; {
+		i := &inodes[x]
+		if i.Invalid != "" || i.Name == "" {
+			return "", false, false
+		}
+		if n += len(i.Name) + 1; n > limit {
+			return "", true, false
+		}
+		chain = append(chain, x)
+		parent, ok := byID[i.Parent]
+		if !ok {
+			return "", false, false
+		}
+		x = parent
+	}
+	b := make([]byte, 0, max(n, 0))
+	for j := len(chain) - 1; j >= 0; j-- {
+		if len(b) > 0 {
+			b = append(b, '/')
+		}
+		b = append(b, inodes[chain[j]].Name...)
+	}
+	return string(b), false, true
 }

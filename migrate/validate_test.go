@@ -2,6 +2,8 @@ package migrate
 
 import (
 	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -72,5 +74,67 @@ func TestValidateInvalidInodes(t *testing.T) {
 				t.Fatalf("Validate: %v", err)
 			}
 		})
+	}
+}
+
+// deepChain is the depth of the chains the linearity tests use: deep
+// enough that work quadratic in the depth takes minutes and gigabytes.
+const deepChain = 100_000
+
+// allocated returns the bytes f allocates.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestPathsDeepChain: Paths, which messages describe inodes by, costs
+// memory linear in the state however deep the tree: a long path is cut
+// to its end. Every full path of a 100k-deep chain would take 10 GB.
+func TestPathsDeepChain(t *testing.T) {
+	s := chain(deepChain)
+	b, err := Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths map[uint64]string
+	if n := allocated(func() { paths = s.Paths() }); n > 16*uint64(len(b)) {
+		t.Fatalf("Paths allocated %d bytes for a %d-byte state", n, len(b))
+	}
+	full := strings.Repeat("/d", 64)[1:] // 127 bytes, 64 deep
+	if paths[2] != "d" || paths[65] != full {
+		t.Errorf("short paths %q and %q, want d and %q", paths[2], paths[65], full)
+	}
+	deepest := paths[uint64(deepChain)+1]
+	if !strings.HasPrefix(deepest, cutMark) || len(deepest) != len(cutMark)+maxShownPath || !strings.HasSuffix(deepest, "d/d/d") {
+		t.Errorf("deepest path %q, want its last %d bytes after %q", deepest, maxShownPath, cutMark)
+	}
+}
+
+// TestPathsBrokenChains: Paths of a state that did not pass validation
+// (state inspect shows those) gives no path to the inodes whose parents
+// loop, are missing or cannot be placed, and still one to the others.
+func TestPathsBrokenChains(t *testing.T) {
+	s := sample()
+	s.Inodes = append(s.Inodes,
+		Inode{ID: 6, Lookups: 1, Type: dirType, Parent: 7, Name: "x"},
+		Inode{ID: 7, Lookups: 1, Type: dirType, Parent: 6, Name: "y"},
+		Inode{ID: 8, Lookups: 1, Type: fileType, Parent: 7, Name: "z"},
+		Inode{ID: 9, Lookups: 1, Type: fileType, Parent: 99, Name: "w"},
+		Inode{ID: 10, Lookups: 1, Type: dirType, Invalid: "removed"},
+		Inode{ID: 11, Lookups: 1, Type: fileType, Parent: 10, Name: "v"},
+	)
+	paths := s.Paths()
+	want := map[uint64]string{1: "", 2: "a", 3: "a/b", 4: "a/c", 5: "d"}
+	if len(paths) != len(want) {
+		t.Errorf("paths %v, want %v", paths, want)
+	}
+	for id, p := range want {
+		if got, ok := paths[id]; !ok || got != p {
+			t.Errorf("path of %d: %q %v, want %q", id, got, ok, p)
+		}
 	}
 }
