@@ -206,6 +206,13 @@ type Handle struct {
 	Lost uint32 `msgpack:"lost,omitempty"`
 }
 
+// MaxNextID bounds NextNode and NextHandle, so that ids stay below 1<<63
+// (inodestore.MaxID): a destination continuing from a counter a state set
+// near 1<<64 would wrap round to ids in use, the root's among them. A
+// guest that made a million inodes a second would need 290,000 years to
+// get there.
+const MaxNextID = 1 << 63
+
 // Limits on what a state may hold: enough for any real guest, small enough
 // that a hostile state cannot make the destination allocate without bound.
 const (
@@ -222,7 +229,7 @@ const (
 // every parent exists and leads to the root without a cycle (an invalid
 // inode's parent is 0 or the root), that every name
 // is a single path component, that every handle belongs to a known inode,
-// and that the counters are past every id. It reports every problem, not
+// and that the counters are past every id and at most MaxNextID. It reports every problem, not
 // just the first.
 func (s *State) Validate() error {
 	var errs []error
@@ -243,6 +250,12 @@ func (s *State) Validate() error {
 	}
 	if len(s.Options.XattrMap) > maxOptionText || len(s.Options.TranslateUID) > 1000 || len(s.Options.TranslateGID) > 1000 {
 		bad("options too large")
+	}
+	if s.NextNode < RootID+1 || s.NextNode > MaxNextID {
+		bad("next node id %d outside %d..%d", s.NextNode, RootID+1, uint64(MaxNextID))
+	}
+	if s.NextHandle < 1 || s.NextHandle > MaxNextID {
+		bad("next handle id %d outside 1..%d", s.NextHandle, uint64(MaxNextID))
 	}
 	if len(s.Inodes) > MaxInodes || len(s.Handles) > MaxHandles {
 		bad("%d inodes and %d handles: at most %d and %d", len(s.Inodes), len(s.Handles), MaxInodes, MaxHandles)

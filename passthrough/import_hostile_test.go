@@ -7,9 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/fuseproto"
+	"github.com/ferryfs/ferryfs/inodestore"
 	"github.com/ferryfs/ferryfs/migrate"
 )
 
@@ -103,5 +105,114 @@ func TestImportRefusesLoopThroughInvalid(t *testing.T) {
 	}
 	if rep.LostInodes != hostileDepth {
 		t.Errorf("%d inodes lost, want the %d of the loop", rep.LostInodes, hostileDepth)
+	}
+}
+
+// TestImportIDsDoNotWrap: the id counters a state sets are bounded, and
+// a destination that has given out its last id refuses new inodes and
+// handles (ENFILE) rather than wrapping round to ids in use: the root's,
+// or a restored handle's, which a new one overwrote.
+func TestImportIDsDoNotWrap(t *testing.T) {
+	const lastID = 1<<63 - 1 // the largest id a destination gives out
+	src, dir := newFS(t, Options{})
+	writeHostFile(t, filepath.Join(dir, "f"), "x")
+	for _, name := range []string{"g", "h", "k"} {
+		writeHostFile(t, filepath.Join(dir, name), "")
+	}
+	f := mustLookup(t, src, fuseproto.RootID, "f")
+	fh, errno := open(t, src, f, unix.O_RDONLY)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	defer release(src, f, fh)
+
+	for _, tt := range []struct {
+		name                 string
+		nextNode, nextHandle uint64
+		want                 string
+	}{
+		{"node counter at the end", 1<<64 - 1, 10, "next node id"},
+		{"node counter past the end", 1<<63 + 1, 10, "next node id"},
+		{"handle counter at the end", 10, 1<<64 - 1, "next handle id"},
+		{"handle counter zero", 10, 0, "next handle id"},
+	} {
+		t.Run("refused: "+tt.name, func(t *testing.T) {
+			st := exportFor(t, src, ExportOptions{Mode: migrate.FindPaths})
+			st.NextNode, st.NextHandle = tt.nextNode, tt.nextHandle
+			b, err := migrate.Marshal(st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := migrate.Unmarshal(b); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Unmarshal: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+
+	if migrate.MaxNextID != inodestore.MaxID+1 {
+		t.Fatalf("a state may set counters to %d, the store gives ids up to %d", uint64(migrate.MaxNextID), uint64(inodestore.MaxID))
+	}
+	t.Run("the last ids", func(t *testing.T) {
+		st := exportFor(t, src, ExportOptions{Mode: migrate.FindPaths})
+		st.NextNode, st.NextHandle = lastID, lastID
+		b, err := migrate.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err = migrate.Unmarshal(b); err != nil {
+			t.Fatalf("Unmarshal: %v", err)
+		}
+		dst := newDest(t, src, dir)
+		if _, err := dst.ImportState(st, ImportOptions{OnError: migrate.Abort}); err != nil {
+			t.Fatalf("ImportState: %v", err)
+		}
+		if g := mustLookup(t, dst, fuseproto.RootID, "g"); g != lastID {
+			t.Errorf("new node %d, want %d", g, uint64(lastID))
+		}
+		if id, _, errno := lookup(t, dst, fuseproto.RootID, "h"); errno != unix.ENFILE {
+			t.Errorf("lookup past the last node id: node %d, %v; want ENFILE", id, errno)
+		}
+		g2, errno := open(t, dst, f, unix.O_RDONLY)
+		if errno != 0 || g2 != lastID {
+			t.Errorf("new handle %d, %v; want %d", g2, errno, uint64(lastID))
+		}
+		if id, errno := open(t, dst, f, unix.O_RDONLY); errno != unix.ENFILE {
+			t.Errorf("open past the last handle id: handle %d, %v; want ENFILE", id, errno)
+		}
+		mustFailCreate(t, dst, dir)
+		// The restored handle is still the file's.
+		if data, errno := read(t, dst, f, fh, 8); errno != 0 || string(data) != "x" {
+			t.Errorf("read through the restored handle: %q, %v", data, errno)
+		}
+		if getattr(dst, fuseproto.RootID) != 0 || getattr(dst, f) != 0 {
+			t.Error("the restored inodes no longer work")
+		}
+	})
+
+	// Node ids left, handle ids spent: CREATE makes the inode, then gets
+	// no handle.
+	t.Run("the last handle id", func(t *testing.T) {
+		st := exportFor(t, src, ExportOptions{Mode: migrate.FindPaths})
+		st.NextHandle = lastID + 1
+		dst := newDest(t, src, dir)
+		if _, err := dst.ImportState(st, ImportOptions{OnError: migrate.Abort}); err != nil {
+			t.Fatalf("ImportState: %v", err)
+		}
+		mustFailCreate(t, dst, dir)
+	})
+}
+
+// mustFailCreate checks that a CREATE on dst fails with ENFILE and leaves
+// neither the file nor its inode behind.
+func mustFailCreate(t *testing.T, dst *FS, dir string) {
+	t.Helper()
+	before := dst.store.Len()
+	var co fuse.CreateOut
+	if errno := dst.Create(req(fuseproto.RootID), &fuse.CreateIn{Flags: unix.O_RDWR, Mode: 0o644}, "new", &co); errno != unix.ENFILE {
+		t.Errorf("create past the last id: node %d handle %d, %v; want ENFILE", co.NodeId, co.Fh, errno)
+	}
+	mustNotExist(t, filepath.Join(dir, "new"))
+	if n := dst.store.Len(); n != before {
+		t.Errorf("a failed create left %d inodes, %d before", n, before)
 	}
 }
