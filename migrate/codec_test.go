@@ -210,8 +210,40 @@ func FuzzUnmarshal(f *testing.F) {
 	b, _ := Marshal(s)
 	f.Add(b)
 	f.Add([]byte(Magic + "\x00\x01\x80"))
+	// The defects of issue 14: a loop through an invalid inode, a deep
+	// chain listed deepest first, counters that would wrap, nil inodes,
+	// unknown and repeated keys.
+	s = sample()
+	s.Inodes[1].Parent = 3
+	s.Inodes[2].Type, s.Inodes[2].Invalid = dirType, "removed"
+	b, _ = Marshal(s)
+	f.Add(b)
+	s = chain(300)
+	for k := range s.Inodes[1:] {
+		i := &s.Inodes[k+1]
+		i.Parent = i.ID + 1
+		if i.ID == s.NextNode-1 {
+			i.Parent = RootID
+		}
+	}
+	b, _ = Marshal(s)
+	f.Add(b)
+	s = sample()
+	s.NextNode, s.NextHandle = 1<<64-1, 1<<64-1
+	b, _ = Marshal(s)
+	f.Add(b)
+	f.Add(append([]byte(Magic+"\x00\x01\x81\xa6inodes"), nilArray(64)...))
+	f.Add(bytes.Replace(good, []byte("\xa7lookups"), []byte("\xa7lookupz"), 1))
+	f.Add(bytes.Replace(good, []byte("\xa7lookups"), []byte("\xa7parent\x00"), 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := Unmarshal(b)
+		var s *State
+		var err error
+		// Decoding and validating cost a small multiple of the
+		// bytes, whatever they hold (the few KiB are the fixed cost
+		// of a state and of the error messages).
+		if n, limit := allocated(func() { s, err = Unmarshal(b) }), 16*uint64(len(b))+64<<10; n > limit {
+			t.Fatalf("%d bytes allocated for %d bytes of state, more than %d", n, len(b), limit)
+		}
 		if err != nil {
 			return
 		}

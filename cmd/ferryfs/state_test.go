@@ -14,7 +14,7 @@ import (
 
 // writeState writes a find-paths state knowing /a, /a/b, /a/c (open) and
 // an inode the source could not describe.
-func writeState(t *testing.T) string {
+func writeState(t testing.TB) string {
 	t.Helper()
 	s := &migrate.State{
 		Mode:       migrate.FindPaths,
@@ -129,19 +129,7 @@ func mustRead(t *testing.T, path string) []byte {
 // deep costs memory linear in the state: each inode is shown by its path
 // cut to its end, and its full path (10 GB for all of them) is not built.
 func TestStateInspectDeepChain(t *testing.T) {
-	const depth = 100_000
-	s := &migrate.State{
-		Mode:       migrate.FindPaths,
-		Session:    migrate.Session{Major: 7, Minor: 38, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1},
-		Options:    migrate.Options{Cache: "auto"},
-		NextNode:   depth + 2,
-		NextHandle: 1,
-		Inodes:     []migrate.Inode{{ID: 1, Lookups: 1, Type: 0o040000}},
-	}
-	for id := uint64(2); id < depth+2; id++ {
-		s.Inodes = append(s.Inodes, migrate.Inode{ID: id, Lookups: 1, Type: 0o040000, Parent: id - 1, Name: "d"})
-	}
-	b, err := migrate.Marshal(s)
+	b, err := migrate.Marshal(deepChainState(100_000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,6 +161,23 @@ func TestStateInspectDeepChain(t *testing.T) {
 			t.Errorf("inspect %v shows no cut path", flags)
 		}
 	}
+}
+
+// deepChainState is a find-paths state of a chain of directories depth
+// deep below the root, /d/d/d/...
+func deepChainState(depth uint64) *migrate.State {
+	s := &migrate.State{
+		Mode:       migrate.FindPaths,
+		Session:    migrate.Session{Major: 7, Minor: 38, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1},
+		Options:    migrate.Options{Cache: "auto"},
+		NextNode:   depth + 2,
+		NextHandle: 1,
+		Inodes:     []migrate.Inode{{ID: 1, Lookups: 1, Type: 0o040000}},
+	}
+	for id := uint64(2); id < depth+2; id++ {
+		s.Inodes = append(s.Inodes, migrate.Inode{ID: id, Lookups: 1, Type: 0o040000, Parent: id - 1, Name: "d"})
+	}
+	return s
 }
 
 // cutWriter counts what is written to it and whether a cut path
