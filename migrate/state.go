@@ -427,12 +427,18 @@ func validRelPath(p string) bool {
 	if len(p) > maxPathLen {
 		return false
 	}
-	for _, c := range strings.Split(p, "/") {
+	// Cut rather than Split: a slice of components per inode would
+	// make validation allocate several times a state's size.
+	for {
+		c, rest, more := strings.Cut(p, "/")
 		if !validName(c) {
 			return false
 		}
+		if !more {
+			return true
+		}
+		p = rest
 	}
-	return true
 }
 
 // Path reconstructs the path of inode id relative to the shared directory
