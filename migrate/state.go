@@ -566,6 +566,32 @@ func shownJoin(parent string, parentCut bool, name string) (string, bool) {
 	return string(b), true
 }
 
+// parentsFirst orders the indexes of inodes so that every inode comes
+// after its parent (as Parent names it in byID), computed as
+// checkParents does, each chain followed once; an inode on a loop comes
+// after the rest of the loop.
+func parentsFirst(inodes []Inode, byID map[uint64]int) []int {
+	order := make([]int, 0, len(inodes))
+	placed := make([]bool, len(inodes))
+	var chain []int
+	for k := range inodes {
+		chain = chain[:0]
+		for x := k; !placed[x]; {
+			placed[x] = true
+			chain = append(chain, x)
+			p, ok := byID[inodes[x].Parent]
+			if !ok || inodes[x].ID == RootID {
+				break
+			}
+			x = p
+		}
+		for j := len(chain) - 1; j >= 0; j-- {
+			order = append(order, chain[j])
+		}
+	}
+	return order
+}
+
 // pathUpTo is inode k's path, as Path gives it, when the state has one of
 // at most limit bytes; tooLong says it is longer. Every step up adds a
 // name and a slash, so it takes at most limit/2+1 steps, however deep the
