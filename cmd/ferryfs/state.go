@@ -40,18 +40,19 @@ func newStateInspectCmd() *cobra.Command {
 		Long: `Inspect prints a migration state's format version, mode, negotiated FUSE
 session, options and counts; with --inodes every inode with its path (cut
 to its end when long) or file handle, marking the entries a destination
-could not use. It exits 1
-when the state is inconsistent, after saying why.`,
+could not use. It exits 1 when the state is inconsistent, after saying why.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := readStateFile(args[0], cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
-			if err := inspectState(cmd.OutOrStdout(), b, asJSON, inodes); err != nil {
+			switch err := inspectState(cmd.OutOrStdout(), b, asJSON, inodes); {
+			case err == nil, err == errStateProblems: // already reported
+				return err
+			default:
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON, for tools")

@@ -68,6 +68,23 @@ func TestStateInspect(t *testing.T) {
 		t.Errorf("JSON report %+v", r)
 	}
 
+	// An inconsistent state is shown with its problems, then the
+	// command exits 1 without another message (errStateProblems itself).
+	s := deepChainState(3)
+	s.Inodes[1].Parent = 4
+	b, err := migrate.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	looping := filepath.Join(t.TempDir(), "looping")
+	if err := os.WriteFile(looping, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run(t, "state", "inspect", looping)
+	if err != errStateProblems || !strings.Contains(out, "problems:") || !strings.Contains(out, "cycle") {
+		t.Errorf("inspect of a looping state: %v\n%s", err, out)
+	}
+
 	bad := filepath.Join(t.TempDir(), "bad")
 	os.WriteFile(bad, []byte("not a state"), 0o600)
 	if _, err := run(t, "state", "inspect", bad); err == nil || !strings.Contains(err.Error(), "not a ferryfs migration state") {
