@@ -46,17 +46,24 @@ func (s *Store) UnreserveFD() { s.opts.Budget.Release() }
 
 // AddHandle records fd, opened on i after ReserveFD, as a new handle and
 // returns its id. The handle holds a reference on i until it is removed.
-func (s *Store) AddHandle(i *Inode, fd int, flags int, guestFlags uint32) uint64 {
-	i.refs.Add(1)
+// When every id up to MaxID was given out it fails with ENFILE, and fd and
+// the reservation stay the caller's.
+func (s *Store) AddHandle(i *Inode, fd int, flags int, guestFlags uint32) (uint64, error) {
 	h := &Handle{Inode: i, FD: fd, Flags: flags, GuestFlags: guestFlags}
 	h.refs.Store(1)
 	s.handlesMu.Lock()
+	if s.nextHandle >= MaxID {
+		// Wrapping round would reuse the ids of open handles.
+		s.handlesMu.Unlock()
+		return 0, unix.ENFILE
+	}
+	i.refs.Add(1)
 	s.nextHandle++
 	h.ID = s.nextHandle
 	s.handles[h.ID] = h
 	s.open[i.Key]++
 	s.handlesMu.Unlock()
-	return h.ID
+	return h.ID, nil
 }
 
 // GetHandle returns handle id, which must belong to node, with a reference

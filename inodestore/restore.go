@@ -49,8 +49,8 @@ type RestoredHandle struct {
 
 // Restore fills a store that knows only its root with the inodes and
 // handles of a migration source, under the source's ids, and continues the
-// id counters from nextNode and nextHandle so that no id the guest may
-// still hold is given out again. An inode with the root's id sets the
+// id counters from nextNode and nextHandle (at most MaxID+1) so that no
+// id the guest may still hold is given out again. An inode with the root's id sets the
 // root's lookup count. Restore takes over every descriptor, even on error;
 // on error the store is left as it was. Lost inodes and handles (see
 // RestoredInode.Lost) are installed under their ids too.
@@ -78,6 +78,9 @@ func (s *Store) Restore(inodes []RestoredInode, handles []RestoredHandle, nextNo
 			}
 		}
 		return err
+	}
+	if nextNode <= fuseproto.RootID || nextNode > MaxID+1 || nextHandle < 1 || nextHandle > MaxID+1 {
+		return fail(fmt.Errorf("next ids %d (node) and %d (handle) outside 2..%d and 1..%d", nextNode, nextHandle, uint64(MaxID+1), uint64(MaxID+1)))
 	}
 	byID := make(map[fuseproto.NodeID]*Inode, len(inodes))
 	for k, in := range inodes {

@@ -30,6 +30,12 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// MaxID is the largest node or handle id a store gives out; then it
+// refuses new inodes and handles with ENFILE. Ids never wrap round, so
+// none is given out twice, and a migration state cannot set a counter
+// past it (migrate.MaxNextID).
+const MaxID = 1<<63 - 1
+
 // Store is the inode and open-handle table. It is safe for concurrent use.
 type Store struct {
 	opts Options
@@ -207,7 +213,8 @@ func (s *Store) release(i *Inode) {
 // descriptor that Insert takes over (closing it when the object is already
 // known or is referenced by handle). stx is that object's statx with
 // STATX_MNT_ID. Insert returns the inode with its lookup count raised by one
-// and a reference the caller must Put.
+// and a reference the caller must Put; ENFILE when a new inode is needed
+// and every id up to MaxID was given out.
 //
 // A descriptor-referenced inode pins its host object, so its (dev, ino,
 // mount) cannot be reused while it is in the table. A handle-referenced inode
@@ -240,6 +247,13 @@ func (s *Store) Insert(fd int, stx *unix.Statx_t) (*Inode, error) {
 			rawsys.Close(fd)
 		}
 		return existing, nil
+	}
+	if s.nextID > MaxID {
+		// Every id was given out: wrapping round would give the
+		// root's, or another in use.
+		s.mu.Unlock()
+		rawsys.Close(fd)
+		return nil, unix.ENFILE
 	}
 	i := &Inode{Key: key, Mode: uint32(stx.Mode) & unix.S_IFMT, Handle: h, handleKey: hkey, fd: -1, cachedFD: -1, lookups: 1}
 	if h != nil {

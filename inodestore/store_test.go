@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -357,7 +358,10 @@ func TestHandles(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
-			id := s.AddHandle(i, fd, unix.O_RDONLY, 0)
+			id, err := s.AddHandle(i, fd, unix.O_RDONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if _, err := s.GetHandle(id, s.Root().ID); !errors.Is(err, unix.EBADF) {
 				t.Fatalf("handle fetched for the wrong node: %v", err)
 			}
@@ -413,7 +417,9 @@ func TestReset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.AddHandle(i, fd, unix.O_RDONLY, 0)
+	if _, err := s.AddHandle(i, fd, unix.O_RDONLY, 0); err != nil {
+		t.Fatal(err)
+	}
 	s.Reset()
 	if s.Len() != 1 || s.HandleCount() != 0 || budget.Used() != 0 {
 		t.Fatalf("after Reset: %d inodes, %d handles, %d fds", s.Len(), s.HandleCount(), budget.Used())
@@ -556,6 +562,33 @@ func TestRestoreLost(t *testing.T) {
 			s.Reset()
 			if s.Len() != 1 || s.HandleCount() != 0 || budget.Used() != 0 {
 				t.Fatalf("after Reset: %d inodes, %d handles, %d fds", s.Len(), s.HandleCount(), budget.Used())
+			}
+		})
+	}
+}
+
+// TestRestoreRefusesCounters: Restore refuses counters that would make
+// the store wrap round to ids in use (past MaxID+1), or hand out 0.
+func TestRestoreRefusesCounters(t *testing.T) {
+	tests := []struct {
+		name                 string
+		nextNode, nextHandle fuseproto.NodeID
+	}{
+		{"node counter past the end", MaxID + 2, 5},
+		{"node counter at the very end", 1<<64 - 1, 5},
+		{"node counter at the root", fuseproto.RootID, 5},
+		{"handle counter past the end", 10, MaxID + 2},
+		{"handle counter zero", 10, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newStore(t, FileHandlesNever, nil)
+			err := s.Restore([]RestoredInode{{ID: 3, Lookups: 1, FD: -1, Lost: unix.ESTALE, Mode: unix.S_IFREG}}, nil, tt.nextNode, uint64(tt.nextHandle))
+			if err == nil || !strings.Contains(err.Error(), "next ids") {
+				t.Fatalf("Restore: %v, want the counters refused", err)
+			}
+			if s.Len() != 1 {
+				t.Fatalf("a refused restore left %d inodes", s.Len())
 			}
 		})
 	}

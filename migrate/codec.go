@@ -53,8 +53,10 @@ func Marshal(s *State) ([]byte, error) {
 }
 
 // Unmarshal decodes a state from untrusted bytes and validates it. It
-// never panics, and it allocates in proportion to len(b): counts in the
-// document are not trusted for preallocation.
+// never panics, and it allocates a small multiple of len(b): a count in
+// the document is trusted only as far as the bytes left can hold its
+// elements, and an element costs its fixed size plus the strings it
+// carries (see wireReader).
 func Unmarshal(b []byte) (*State, error) {
 	s, err := decode(b)
 	if err != nil {
@@ -80,73 +82,13 @@ func decode(b []byte) (*State, error) {
 	if len(b) > MaxEncodedSize {
 		return nil, fmt.Errorf("state of %d bytes: at most %d accepted", len(b), MaxEncodedSize)
 	}
-	body := b[len(Magic)+2:]
-	r := bytes.NewReader(body)
-	dec := msgpack.NewDecoder(r)
-	var w wireState
-	if err := dec.Decode(&w); err != nil {
+	r := &wireReader{b: b[len(Magic)+2:]}
+	s, err := r.state()
+	if err != nil {
 		return nil, fmt.Errorf("decode state: %w", err)
 	}
-	if r.Len() != 0 {
-		return nil, fmt.Errorf("decode state: %d bytes after the document", r.Len())
-	}
-	s := &State{
-		Mode: w.Mode, Session: w.Session, Options: w.Options,
-		NextNode: w.NextNode, NextHandle: w.NextHandle,
-		Inodes: w.Inodes, Handles: w.Handles,
+	if r.left() != 0 {
+		return nil, fmt.Errorf("decode state: %d bytes after the document", r.left())
 	}
 	return s, nil
-}
-
-// wireState is State as decoded: the same field names, with the two large
-// lists decoded element by element.
-type wireState struct {
-	Mode       Mode       `msgpack:"mode"`
-	Session    Session    `msgpack:"session"`
-	Options    Options    `msgpack:"options"`
-	NextNode   uint64     `msgpack:"next_node"`
-	NextHandle uint64     `msgpack:"next_handle"`
-	Inodes     inodeList  `msgpack:"inodes"`
-	Handles    handleList `msgpack:"handles"`
-}
-
-type (
-	inodeList  []Inode
-	handleList []Handle
-)
-
-func (l *inodeList) DecodeMsgpack(d *msgpack.Decoder) error {
-	v, err := decodeList[Inode](d, MaxInodes, "inodes")
-	*l = v
-	return err
-}
-
-func (l *handleList) DecodeMsgpack(d *msgpack.Decoder) error {
-	v, err := decodeList[Handle](d, MaxHandles, "handles")
-	*l = v
-	return err
-}
-
-// decodeList decodes an array of at most max elements, growing the slice
-// as elements actually arrive rather than trusting the array's length.
-func decodeList[T any](d *msgpack.Decoder, max int, what string) ([]T, error) {
-	n, err := d.DecodeArrayLen()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if n < 0 {
-		return nil, nil
-	}
-	if n > max {
-		return nil, fmt.Errorf("%s: %d elements, at most %d", what, n, max)
-	}
-	out := make([]T, 0, min(n, 1024))
-	for k := range n {
-		var v T
-		if err := d.Decode(&v); err != nil {
-			return nil, fmt.Errorf("%s[%d]: %w", what, k, err)
-		}
-		out = append(out, v)
-	}
-	return out, nil
 }

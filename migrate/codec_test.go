@@ -131,12 +131,23 @@ func TestUnmarshalRefuses(t *testing.T) {
 		want string
 	}{
 		{"cycle", mutate(func(s *State) { s.Inodes[1].Parent = 3; s.Inodes[2].Type = dirType }), "cycle"},
+		// Validate skips an invalid inode's name and handle checks, so
+		// its parent must not lead anywhere: a chain looping through it
+		// would pass, and a destination following it never ends.
+		{"cycle through an invalid inode", mutate(func(s *State) {
+			s.Inodes[1].Parent = 3
+			s.Inodes[2].Type, s.Inodes[2].Invalid = dirType, "removed on the host"
+		}), "inode 3: invalid, yet its parent is 2"},
+		{"invalid with a missing parent", mutate(func(s *State) { s.Inodes[4].Parent, s.Inodes[4].Invalid = 99, "removed" }), "inode 5: invalid, yet its parent is 99"},
 		{"missing parent", mutate(func(s *State) { s.Inodes[4].Parent = 99 }), "parent 99 is not in the state"},
 		{"parent not a dir", mutate(func(s *State) { s.Inodes[2].Parent = 5 }), "is not a directory"},
 		{"slash in name", mutate(func(s *State) { s.Inodes[2].Name = "../etc" }), "not a relative path of valid components"},
 		{"dotdot", mutate(func(s *State) { s.Inodes[2].Name = ".." }), "not a relative path of valid components"},
 		{"unsorted", mutate(func(s *State) { s.Inodes[3], s.Inodes[4] = s.Inodes[4], s.Inodes[3] }), "not sorted"},
 		{"id past counter", mutate(func(s *State) { s.NextNode = 3 }), "outside 1..2"},
+		{"node counter that would wrap", mutate(func(s *State) { s.NextNode = 1<<64 - 1 }), "next node id 18446744073709551615 outside 2..9223372036854775808"},
+		{"handle counter that would wrap", mutate(func(s *State) { s.NextHandle = 1<<63 + 1 }), "next handle id 9223372036854775809 outside 1..9223372036854775808"},
+		{"handle counter zero", mutate(func(s *State) { s.Handles, s.NextHandle = nil, 0 }), "next handle id 0 outside 1.."},
 		{"no root", mutate(func(s *State) { s.Inodes[0].Type = fileType }), "no root directory"},
 		{"dangling handle", mutate(func(s *State) { s.Handles[1].Node = 77 }), "node 77 is not in the state"},
 		{"handle past counter", mutate(func(s *State) { s.NextHandle = 1 }), "not below the next handle id"},
@@ -199,8 +210,40 @@ func FuzzUnmarshal(f *testing.F) {
 	b, _ := Marshal(s)
 	f.Add(b)
 	f.Add([]byte(Magic + "\x00\x01\x80"))
+	// The defects of issue 14: a loop through an invalid inode, a deep
+	// chain listed deepest first, counters that would wrap, nil inodes,
+	// unknown and repeated keys.
+	s = sample()
+	s.Inodes[1].Parent = 3
+	s.Inodes[2].Type, s.Inodes[2].Invalid = dirType, "removed"
+	b, _ = Marshal(s)
+	f.Add(b)
+	s = chain(300)
+	for k := range s.Inodes[1:] {
+		i := &s.Inodes[k+1]
+		i.Parent = i.ID + 1
+		if i.ID == s.NextNode-1 {
+			i.Parent = RootID
+		}
+	}
+	b, _ = Marshal(s)
+	f.Add(b)
+	s = sample()
+	s.NextNode, s.NextHandle = 1<<64-1, 1<<64-1
+	b, _ = Marshal(s)
+	f.Add(b)
+	f.Add(append([]byte(Magic+"\x00\x01\x81\xa6inodes"), nilArray(64)...))
+	f.Add(bytes.Replace(good, []byte("\xa7lookups"), []byte("\xa7lookupz"), 1))
+	f.Add(bytes.Replace(good, []byte("\xa7lookups"), []byte("\xa7parent\x00"), 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := Unmarshal(b)
+		var s *State
+		var err error
+		// Decoding and validating cost a small multiple of the
+		// bytes, whatever they hold (the few KiB are the fixed cost
+		// of a state and of the error messages).
+		if n, limit := allocated(func() { s, err = Unmarshal(b) }), 16*uint64(len(b))+64<<10; n > limit {
+			t.Fatalf("%d bytes allocated for %d bytes of state, more than %d", n, len(b), limit)
+		}
 		if err != nil {
 			return
 		}

@@ -28,29 +28,59 @@ type Missing struct {
 // find as an object of another type. Paths are resolved beneath rootFD
 // without following any symlink, as the destination resolves them; file
 // handles are opened through rootFD's mount.
+//
+// In find-paths mode the inodes are checked parents first: what is below a
+// directory that is missing is missing too, without its path being built
+// or opened (as a destination loses it with its directory), so that a
+// deep state costs time and memory linear in its size.
 func Verify(s *State, rootFD int) []Missing {
-	var missing []Missing
-	var paths map[uint64]string
+	var shown map[uint64]string
+	var byID map[uint64]int
+	order := make([]int, 0, len(s.Inodes))
 	if s.Mode == FindPaths {
-		paths = s.Paths()
+		shown = s.Paths()
+		byID = make(map[uint64]int, len(s.Inodes))
+		for k := range s.Inodes {
+			byID[s.Inodes[k].ID] = k
+		}
+		order = parentsFirst(s.Inodes, byID)
+	} else {
+		for k := range s.Inodes {
+			order = append(order, k)
+		}
 	}
-	for k := range s.Inodes {
+	found := make([]bool, len(s.Inodes))
+	errs := make([]*Missing, len(s.Inodes))
+	for _, k := range order {
 		i := &s.Inodes[k]
 		if i.ID == RootID {
+			found[k] = true
 			continue
 		}
-		where := Describe(i, paths)
+		miss := func(err error) { errs[k] = &Missing{ID: i.ID, Where: Describe(i, shown), Err: err} }
 		if i.Invalid != "" {
-			missing = append(missing, Missing{ID: i.ID, Where: where, Err: fmt.Errorf("the source could not describe it: %s", i.Invalid), LostAtSource: i.LostAtSource()})
+			miss(fmt.Errorf("the source could not describe it: %s", i.Invalid))
+			errs[k].LostAtSource = i.LostAtSource()
 			continue
 		}
 		var fd int
 		var err error
 		switch s.Mode {
 		case FindPaths:
-			p, ok := paths[i.ID]
+			if p, ok := byID[i.Parent]; !ok || !found[p] {
+				miss(fmt.Errorf("below missing directory %d", i.Parent))
+				continue
+			}
+			// Its parent was found, so its path is that of a
+			// directory the host has: built for this inode alone,
+			// up to PATH_MAX, beyond which it cannot be opened.
+			p, tooLong, ok := pathUpTo(s.Inodes, byID, k, maxPathLen)
+			if tooLong {
+				miss(fmt.Errorf("path longer than %d bytes: cannot be checked by path", maxPathLen))
+				continue
+			}
 			if !ok {
-				missing = append(missing, Missing{ID: i.ID, Where: where, Err: fmt.Errorf("no path: a parent is missing")})
+				miss(fmt.Errorf("no path: a parent is missing"))
 				continue
 			}
 			fd, err = OpenPath(rootFD, p)
@@ -58,7 +88,7 @@ func Verify(s *State, rootFD int) []Missing {
 			fd, err = OpenHandleBeneath(rootFD, i.Handle)
 		}
 		if err != nil {
-			missing = append(missing, Missing{ID: i.ID, Where: where, Err: err})
+			miss(err)
 			continue
 		}
 		var st unix.Stat_t
@@ -72,7 +102,15 @@ func Verify(s *State, rootFD int) []Missing {
 		}
 		unix.Close(fd)
 		if err != nil {
-			missing = append(missing, Missing{ID: i.ID, Where: where, Err: err})
+			miss(err)
+			continue
+		}
+		found[k] = true
+	}
+	var missing []Missing
+	for _, m := range errs {
+		if m != nil {
+			missing = append(missing, *m)
 		}
 	}
 	return missing // in id order, as s.Inodes
@@ -100,7 +138,7 @@ func CheckHandle(fd int, h *FileHandle) error {
 }
 
 // Describe names how inode i is found: its path (from paths, as
-// State.Paths gives them) or its file handle.
+// State.Paths gives them, cut when long) or its file handle.
 func Describe(i *Inode, paths map[uint64]string) string {
 	// A path, when there is one, says more to a reader than a handle: a
 	// find-paths inode may carry both (--migration-verify-handles).

@@ -159,7 +159,9 @@ type Inode struct {
 	// destination removes that name when the guest closes the file.
 	Unlinked bool `msgpack:"unlinked,omitempty"`
 	// Invalid says why the source could not describe the object; the
-	// destination fails it (guest-error) or the migration (abort).
+	// destination fails it (guest-error) or the migration (abort). Its
+	// Parent is 0, or the root for an unlinked file; Validate refuses
+	// any other, which it could not check.
 	Invalid string `msgpack:"invalid,omitempty"`
 	// Gone qualifies Invalid: the object was removed on the host and the
 	// guest holds no handle of it, only a cached entry, which the source
@@ -204,6 +206,13 @@ type Handle struct {
 	Lost uint32 `msgpack:"lost,omitempty"`
 }
 
+// MaxNextID bounds NextNode and NextHandle, so that ids stay below 1<<63
+// (inodestore.MaxID): a destination continuing from a counter a state set
+// near 1<<64 would wrap round to ids in use, the root's among them. A
+// guest that made a million inodes a second would need 290,000 years to
+// get there.
+const MaxNextID = 1 << 63
+
 // Limits on what a state may hold: enough for any real guest, small enough
 // that a hostile state cannot make the destination allocate without bound.
 const (
@@ -217,10 +226,12 @@ const (
 )
 
 // Validate checks a state's inner consistency: the ids, the root, that
-// every parent exists and leads to the root without a cycle, that every name
-// is a single path component, that every handle belongs to a known inode,
-// and that the counters are past every id. It reports every problem, not
-// just the first.
+// every parent exists and leads to the root without a cycle (an invalid
+// inode's parent is 0 or the root), that every name is a single path
+// component, that every handle belongs to a known inode, and that the
+// counters are past every id and at most MaxNextID. It reports the
+// problems in the order of the entries, up to 20, and costs time linear in
+// the number of inodes however deep the tree.
 func (s *State) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) {
@@ -241,11 +252,17 @@ func (s *State) Validate() error {
 	if len(s.Options.XattrMap) > maxOptionText || len(s.Options.TranslateUID) > 1000 || len(s.Options.TranslateGID) > 1000 {
 		bad("options too large")
 	}
+	if s.NextNode < RootID+1 || s.NextNode > MaxNextID {
+		bad("next node id %d outside %d..%d", s.NextNode, RootID+1, uint64(MaxNextID))
+	}
+	if s.NextHandle < 1 || s.NextHandle > MaxNextID {
+		bad("next handle id %d outside 1..%d", s.NextHandle, uint64(MaxNextID))
+	}
 	if len(s.Inodes) > MaxInodes || len(s.Handles) > MaxHandles {
 		bad("%d inodes and %d handles: at most %d and %d", len(s.Inodes), len(s.Handles), MaxInodes, MaxHandles)
 		return errors.Join(errs...)
 	}
-	byID := make(map[uint64]*Inode, len(s.Inodes))
+	byID := make(map[uint64]int, len(s.Inodes)) // index in s.Inodes
 	for k := range s.Inodes {
 		i := &s.Inodes[k]
 		if k > 0 && s.Inodes[k-1].ID >= i.ID {
@@ -254,7 +271,7 @@ func (s *State) Validate() error {
 		if i.ID == 0 || i.ID >= s.NextNode {
 			bad("inode id %d outside 1..%d", i.ID, s.NextNode-1)
 		}
-		byID[i.ID] = i
+		byID[i.ID] = k
 		if i.ID != RootID && i.Lookups == 0 && i.Invalid == "" {
 			bad("inode %d has no lookups: the guest does not know it", i.ID)
 		}
@@ -293,38 +310,11 @@ func (s *State) Validate() error {
 			}
 		}
 	}
-	if root, ok := byID[RootID]; !ok || root.Type != 0o040000 {
+	if root, ok := byID[RootID]; !ok || s.Inodes[root].Type != 0o040000 {
 		bad("no root directory inode")
 	}
 	if s.Mode == FindPaths {
-		for k := range s.Inodes {
-			i := &s.Inodes[k]
-			if i.ID == RootID || i.Invalid != "" {
-				continue
-			}
-			// Follow the parents to the root; more steps than
-			// inodes means a cycle.
-			p, steps := i, 0
-			for p.ID != RootID {
-				parent, ok := byID[p.Parent]
-				if !ok {
-					bad("inode %d: parent %d is not in the state", p.ID, p.Parent)
-					break
-				}
-				if parent.Type != 0o040000 {
-					bad("inode %d: parent %d is not a directory", p.ID, p.Parent)
-					break
-				}
-				if parent.Invalid != "" {
-					break // its own problem, reported there
-				}
-				p = parent
-				if steps++; steps > len(s.Inodes) {
-					bad("inode %d: its parents form a cycle", i.ID)
-					break
-				}
-			}
-		}
+		checkParents(s.Inodes, byID, bad)
 	}
 	for k, h := range s.Handles {
 		if k > 0 && s.Handles[k-1].ID >= h.ID {
@@ -336,15 +326,88 @@ func (s *State) Validate() error {
 		if h.Lost > maxErrno {
 			bad("handle %d: lost with errno %d, not an errno", h.ID, h.Lost)
 		}
-		if i, ok := byID[h.Node]; !ok {
+		if k, ok := byID[h.Node]; !ok {
 			bad("handle %d: node %d is not in the state", h.ID, h.Node)
-		} else if i.Gone {
+		} else if i := &s.Inodes[k]; i.Gone {
 			bad("handle %d: node %d is open, yet marked gone", h.ID, h.Node)
 		} else if i.Lost != 0 && h.Lost == 0 {
 			bad("handle %d: node %d was lost by an earlier migration, yet the handle was not", h.ID, h.Node)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Verdicts of checkParents on an inode's chain of parents.
+const (
+	unchecked uint8 = iota
+	onChain         // being followed: meeting it again is a cycle
+	leadsToRoot
+	broken // reported where it breaks; the inodes below stay silent
+)
+
+// checkParents checks, in find-paths mode, that every inode's parents
+// exist, are directories and lead to the root without a cycle. Each chain
+// is followed only up to the first inode already checked, and every inode
+// on it takes that one's verdict, so the work is linear in the number of
+// inodes however deep the tree: following every chain to the root would be
+// quadratic in its depth. It returns the number of steps taken, for tests
+// to hold it to that.
+func checkParents(inodes []Inode, byID map[uint64]int, bad func(string, ...any)) (steps int) {
+	verdict := make([]uint8, len(inodes))
+	var followed []int
+	for k := range inodes {
+		if verdict[k] != unchecked {
+			continue
+		}
+		followed = followed[:0]
+		v := broken
+		for x := k; ; {
+			steps++
+			i := &inodes[x]
+			if verdict[x] == onChain {
+				bad("inode %d: its parents form a cycle", i.ID)
+				break
+			}
+			if verdict[x] != unchecked {
+				v = verdict[x]
+				break
+			}
+			verdict[x] = onChain
+			followed = append(followed, x)
+			if i.ID == RootID {
+				v = leadsToRoot
+				break
+			}
+			if i.Invalid != "" {
+				// The source could not place it, so it has no parent
+				// (or the root, which keeps an unlinked file's
+				// orphan directory): its other fields are not
+				// checked, and a parent leading anywhere else could
+				// hide a cycle. What the guest knows below it is lost
+				// with it.
+				if i.Parent != 0 && i.Parent != RootID {
+					bad("inode %d: invalid, yet its parent is %d: an invalid inode's parent is 0 or the root", i.ID, i.Parent)
+					break
+				}
+				v = leadsToRoot
+				break
+			}
+			p, ok := byID[i.Parent]
+			if !ok {
+				bad("inode %d: parent %d is not in the state", i.ID, i.Parent)
+				break
+			}
+			if inodes[p].Type != 0o040000 {
+				bad("inode %d: parent %d is not a directory", i.ID, i.Parent)
+				break
+			}
+			x = p
+		}
+		for _, x := range followed {
+			verdict[x] = v
+		}
+	}
+	return steps
 }
 
 // validHandle reports whether h is a file handle open_by_handle_at could
@@ -365,12 +428,18 @@ func validRelPath(p string) bool {
 	if len(p) > maxPathLen {
 		return false
 	}
-	for _, c := range strings.Split(p, "/") {
+	// Cut rather than Split: a slice of components per inode would
+	// make validation allocate several times a state's size.
+	for {
+		c, rest, more := strings.Cut(p, "/")
 		if !validName(c) {
 			return false
 		}
+		if !more {
+			return true
+		}
+		p = rest
 	}
-	return true
 }
 
 // Path reconstructs the path of inode id relative to the shared directory
@@ -400,17 +469,158 @@ func pathIn(byID map[uint64]*Inode, id uint64) (string, bool) {
 	return strings.Join(parts, "/"), true
 }
 
-// Paths returns every inode's path as Path would, computed in one pass.
+// maxShownPath bounds the paths Paths gives.
+const maxShownPath = 128
+
+// cutMark starts a path Paths cut.
+const cutMark = "…"
+
+// Paths returns the path of every inode that has one, as Path would, for
+// messages: a path longer than maxShownPath bytes is cut to its last bytes
+// after "…". Describing every inode of a deep tree by its full path would
+// cost the sum of the paths' lengths, quadratic in the depth; cut, each
+// path costs a bounded amount, computed once from its parent's. A cut
+// path cannot be opened: Verify builds the paths it opens one at a time.
 func (s *State) Paths() map[uint64]string {
-	byID := make(map[uint64]*Inode, len(s.Inodes))
+	byID := make(map[uint64]int, len(s.Inodes))
 	for k := range s.Inodes {
-		byID[s.Inodes[k].ID] = &s.Inodes[k]
+		byID[s.Inodes[k].ID] = k
 	}
-	paths := make(map[uint64]string, len(s.Inodes))
-	for id := range byID {
-		if p, ok := pathIn(byID, id); ok {
-			paths[id] = p
+	shown := make([]string, len(s.Inodes))
+	cut := make([]bool, len(s.Inodes))
+	verdict := make([]uint8, len(s.Inodes))
+	var followed []int
+	for k := range s.Inodes {
+		if verdict[k] != unchecked {
+			continue
+		}
+		// Follow the parents up to an inode whose path is known (or
+		// known not to exist), then build the paths on the way back.
+		followed = followed[:0]
+		v, base := broken, -1
+		for x := k; ; {
+			i := &s.Inodes[x]
+			if verdict[x] == onChain {
+				break // a cycle: no path
+			}
+			if verdict[x] != unchecked {
+				v, base = verdict[x], x
+				break
+			}
+			if i.ID == RootID {
+				verdict[x] = leadsToRoot
+				v, base = leadsToRoot, x
+				break
+			}
+			verdict[x] = onChain
+			followed = append(followed, x)
+			p, ok := byID[i.Parent]
+			if i.Invalid != "" || i.Name == "" || !ok {
+				break
+			}
+			x = p
+		}
+		for j := len(followed) - 1; j >= 0; j-- {
+			x := followed[j]
+			verdict[x] = v
+			if v == leadsToRoot {
+				shown[x], cut[x] = shownJoin(shown[base], cut[base], s.Inodes[x].Name)
+				base = x
+			}
 		}
 	}
+	paths := make(map[uint64]string, len(s.Inodes))
+	for k := range s.Inodes {
+		if verdict[k] != leadsToRoot {
+			continue
+		}
+		p := shown[k]
+		if cut[k] {
+			p = cutMark + p
+		}
+		paths[s.Inodes[k].ID] = p
+	}
 	return paths
+}
+
+// shownJoin is name in the directory whose path (cut when parentCut) is
+// parent, cut to its last maxShownPath bytes when longer.
+func shownJoin(parent string, parentCut bool, name string) (string, bool) {
+	if parent == "" && !parentCut {
+		if len(name) <= maxShownPath {
+			return name, false
+		}
+		return name[len(name)-maxShownPath:], true
+	}
+	if n := len(parent) + 1 + len(name); n <= maxShownPath && !parentCut {
+		return parent + "/" + name, false
+	}
+	b := make([]byte, 0, maxShownPath)
+	if len(name) >= maxShownPath {
+		b = append(b, name[len(name)-maxShownPath:]...)
+	} else {
+		keep := maxShownPath - len(name) - 1
+		b = append(b, parent[max(0, len(parent)-keep):]...)
+		b = append(b, '/')
+		b = append(b, name...)
+	}
+	return string(b), true
+}
+
+// parentsFirst orders the indexes of inodes so that every inode comes
+// after its parent (as Parent names it in byID), computed as
+// checkParents does, each chain followed once; an inode on a loop comes
+// after the rest of the loop.
+func parentsFirst(inodes []Inode, byID map[uint64]int) []int {
+	order := make([]int, 0, len(inodes))
+	placed := make([]bool, len(inodes))
+	var chain []int
+	for k := range inodes {
+		chain = chain[:0]
+		for x := k; !placed[x]; {
+			placed[x] = true
+			chain = append(chain, x)
+			p, ok := byID[inodes[x].Parent]
+			if !ok || inodes[x].ID == RootID {
+				break
+			}
+			x = p
+		}
+		for j := len(chain) - 1; j >= 0; j-- {
+			order = append(order, chain[j])
+		}
+	}
+	return order
+}
+
+// pathUpTo is inode k's path, as Path gives it, when the state has one of
+// at most limit bytes; tooLong says it is longer. Every step up adds a
+// name and a slash, so it takes at most limit/2+1 steps, however deep the
+// tree.
+func pathUpTo(inodes []Inode, byID map[uint64]int, k, limit int) (p string, tooLong, ok bool) {
+	var chain []int
+	n := -1
+	for x := k; inodes[x].ID != RootID; {
+		i := &inodes[x]
+		if i.Invalid != "" || i.Name == "" {
+			return "", false, false
+		}
+		if n += len(i.Name) + 1; n > limit {
+			return "", true, false
+		}
+		chain = append(chain, x)
+		parent, ok := byID[i.Parent]
+		if !ok {
+			return "", false, false
+		}
+		x = parent
+	}
+	b := make([]byte, 0, max(n, 0))
+	for j := len(chain) - 1; j >= 0; j-- {
+		if len(b) > 0 {
+			b = append(b, '/')
+		}
+		b = append(b, inodes[chain[j]].Name...)
+	}
+	return string(b), false, true
 }

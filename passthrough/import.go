@@ -349,32 +349,49 @@ func (im *importer) findAll() {
 // earlier level than its children; in file-handles mode as one level. An
 // inode whose parents do not lead to the root (a state that did not pass
 // validation) goes first, and fails to find its parent.
+//
+// The depths are computed iteratively, each once: a chain of parents is
+// followed up to the first inode of known depth, then numbered on the way
+// back, so neither the stack nor the work grows with the depth of the
+// tree (a recursion one frame per ancestor let a deep state overflow the
+// stack). An inode met again on the chain being followed closes a loop,
+// which ends the chain as a missing parent would.
 func (im *importer) levels() [][]*migrate.Inode {
 	var levels [][]*migrate.Inode
 	depth := make(map[uint64]int, len(im.st.Inodes))
 	depth[migrate.RootID] = 0
-	var depthOf func(i *migrate.Inode, steps int) int
-	depthOf = func(i *migrate.Inode, steps int) int {
-		if d, ok := depth[i.ID]; ok {
-			return d
-		}
-		d := 1
-		if parent, ok := im.byID[i.Parent]; ok && im.st.Mode == migrate.FindPaths && steps < len(im.st.Inodes) {
-			d = depthOf(parent, steps+1) + 1
-		}
-		depth[i.ID] = d
-		return d
-	}
+	const onChain = -1
+	var chain []*migrate.Inode
 	for k := range im.st.Inodes {
 		i := &im.st.Inodes[k]
 		if i.ID == migrate.RootID {
 			continue
 		}
-		d := depthOf(i, 0)
-		for len(levels) < d {
-			levels = append(levels, nil)
+		chain = chain[:0]
+		d := 0 // the depth of the inode above the chain
+		for p := i; ; {
+			if pd, ok := depth[p.ID]; ok {
+				if pd != onChain {
+					d = pd
+				}
+				break
+			}
+			depth[p.ID] = onChain
+			chain = append(chain, p)
+			parent, ok := im.byID[p.Parent]
+			if !ok || im.st.Mode != migrate.FindPaths {
+				break
+			}
+			p = parent
 		}
-		levels[d-1] = append(levels[d-1], i)
+		for j := len(chain) - 1; j >= 0; j-- {
+			d++
+			depth[chain[j].ID] = d
+			for len(levels) < d {
+				levels = append(levels, nil)
+			}
+			levels[d-1] = append(levels[d-1], chain[j])
+		}
 	}
 	return levels
 }

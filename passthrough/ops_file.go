@@ -95,7 +95,13 @@ func (fs *FS) openHandle(i *inodestore.Inode, flags int, guestFlags uint32, kill
 			return fs.errno("open", err)
 		}
 	}
-	out.Fh = fs.store.AddHandle(i, fd, flags, guestFlags)
+	fh, err := fs.store.AddHandle(i, fd, flags, guestFlags)
+	if err != nil {
+		rawsys.Close(fd)
+		fs.store.UnreserveFD()
+		return fs.errno("open", err)
+	}
+	out.Fh = fh
 	out.OpenFlags = fs.openFlags(flags&unix.O_DIRECTORY != 0)
 	return 0
 }
@@ -191,12 +197,29 @@ func (fs *FS) createHandle(r *fuseproto.Request, in *fuse.CreateIn, flags int, o
 	}
 	i, errno := fs.insertOpened(fd, &out.EntryOut)
 	if errno != 0 {
+		// No inode, so the guest is not told of the file (ENFILE
+		// when the node ids are spent, EMFILE past the budget).
 		rawsys.Close(fd)
+		if made {
+			undo()
+		}
 		fs.store.UnreserveFD()
 		return errno
 	}
 	defer fs.put(i)
-	out.Fh = fs.store.AddHandle(i, fd, flags, in.Flags)
+	fh, err := fs.store.AddHandle(i, fd, flags, in.Flags)
+	if err != nil {
+		// The guest is not told of the inode: take back its lookup,
+		// and the file if this made it.
+		fs.store.Forget(i.ID, 1)
+		rawsys.Close(fd)
+		if made {
+			undo()
+		}
+		fs.store.UnreserveFD()
+		return fs.errno("create", err)
+	}
+	out.Fh = fh
 	out.OpenFlags = fs.openFlags(false)
 	return 0
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,35 +38,21 @@ func newStateInspectCmd() *cobra.Command {
 		Use:   "inspect [--json] [--inodes] FILE|-",
 		Short: "Show a migration state: format, counts, mode, negotiated session and options",
 		Long: `Inspect prints a migration state's format version, mode, negotiated FUSE
-session, options and counts; with --inodes every inode with its path (or
-file handle), marking the entries a destination could not use. It exits 1
-when the state is inconsistent, after saying why.`,
+session, options and counts; with --inodes every inode with its path (cut
+to its end when long) or file handle, marking the entries a destination
+could not use. It exits 1 when the state is inconsistent, after saying why.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := readStateFile(args[0], cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
-			s, err := migrate.Peek(b)
-			if err != nil {
+			switch err := inspectState(cmd.OutOrStdout(), b, asJSON, inodes); {
+			case err == nil, err == errStateProblems: // already reported
+				return err
+			default:
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			problems := s.Validate()
-			report := newStateReport(s, len(b), problems, inodes)
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(report); err != nil {
-					return err
-				}
-			} else {
-				report.print(out)
-			}
-			if problems != nil {
-				return errStateProblems
-			}
-			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON, for tools")
@@ -119,6 +107,31 @@ exit status is 0 when all are found, 1 otherwise.`,
 	}
 	cmd.Flags().StringVar(&sharedDir, "shared-dir", "", "the directory a destination would serve (required)")
 	return cmd
+}
+
+// inspectState writes what state inspect shows of the state b, which may
+// be anything: errStateProblems (after the report) when it is
+// inconsistent, another error when it is not a state at all. It costs
+// time and memory linear in len(b): an inode is shown by its path only
+// up to a bounded length (migrate.State.Paths).
+func inspectState(out io.Writer, b []byte, asJSON, inodes bool) error {
+	s, err := migrate.Peek(b)
+	if err != nil {
+		return err
+	}
+	problems := s.Validate()
+	report := newStateReport(s, len(b), problems, inodes)
+	if asJSON {
+		if err := report.writeJSON(out); err != nil {
+			return err
+		}
+	} else {
+		report.print(out)
+	}
+	if problems != nil {
+		return errStateProblems
+	}
+	return nil
 }
 
 // maxStateFile bounds what the state commands read.
@@ -203,6 +216,7 @@ func newStateReport(s *migrate.State, size int, problems error, withInodes bool)
 		open[h.Node]++
 	}
 	paths := s.Paths()
+	r.Inodes = make([]inodeReport, 0, len(s.Inodes))
 	for k := range s.Inodes {
 		i := &s.Inodes[k]
 		ir := inodeReport{ID: i.ID, Lookups: i.Lookups, Type: migrate.TypeName(i.Type), Where: migrate.Describe(i, paths),
@@ -213,6 +227,41 @@ func newStateReport(s *migrate.State, size int, problems error, withInodes bool)
 		r.Inodes = append(r.Inodes, ir)
 	}
 	return r
+}
+
+// writeJSON writes r as indented JSON, an inode at a time: encoding the
+// whole report at once would hold all of it, several times over, in
+// memory.
+func (r *stateReport) writeJSON(w io.Writer) error {
+	head := *r
+	head.Inodes = nil
+	b, err := json.MarshalIndent(&head, "", "  ")
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(w)
+	if len(r.Inodes) == 0 {
+		bw.Write(b)
+		bw.WriteByte('\n')
+		return bw.Flush()
+	}
+	// b ends with the closing brace on its own line: the inodes go
+	// before it.
+	bw.Write(bytes.TrimSuffix(b, []byte("\n}")))
+	bw.WriteString(",\n  \"inodes\": [")
+	for k := range r.Inodes {
+		if k > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteString("\n    ")
+		e, err := json.MarshalIndent(&r.Inodes[k], "    ", "  ")
+		if err != nil {
+			return err
+		}
+		bw.Write(e)
+	}
+	bw.WriteString("\n  ]\n}\n")
+	return bw.Flush()
 }
 
 func (r *stateReport) print(w io.Writer) {
@@ -243,15 +292,33 @@ func (r *stateReport) print(w io.Writer) {
 	if r.Inodes == nil {
 		return
 	}
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tLOOKUPS\tTYPE\tOPEN\tWHERE")
+	// Columns as wide as their widest cell, measured first: a
+	// tabwriter would hold the whole table until it is flushed.
+	wID, wLookups, wType, wOpen := len("ID"), len("LOOKUPS"), len("TYPE"), len("OPEN")
 	for _, i := range r.Inodes {
-		where := i.Where
-		if i.Invalid != "" {
-			where += "  INVALID: " + i.Invalid
-		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%s\n", i.ID, i.Lookups, i.Type, i.Handles, where)
+		wID = max(wID, decimalLen(i.ID))
+		wLookups = max(wLookups, decimalLen(i.Lookups))
+		wType = max(wType, len(i.Type))
+		wOpen = max(wOpen, decimalLen(uint64(i.Handles)))
 	}
-	tw.Flush()
+	bw := bufio.NewWriter(w)
+	fmt.Fprintln(bw)
+	fmt.Fprintf(bw, "%-*s  %-*s  %-*s  %-*s  WHERE\n", wID, "ID", wLookups, "LOOKUPS", wType, "TYPE", wOpen, "OPEN")
+	for _, i := range r.Inodes {
+		fmt.Fprintf(bw, "%-*d  %-*d  %-*s  %-*d  %s", wID, i.ID, wLookups, i.Lookups, wType, i.Type, wOpen, i.Handles, i.Where)
+		if i.Invalid != "" {
+			fmt.Fprintf(bw, "  INVALID: %s", i.Invalid)
+		}
+		bw.WriteByte('\n')
+	}
+	bw.Flush()
+}
+
+// decimalLen is the number of digits of n.
+func decimalLen(n uint64) int {
+	d := 1
+	for ; n >= 10; n /= 10 {
+		d++
+	}
+	return d
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -12,7 +14,7 @@ import (
 
 // writeState writes a find-paths state knowing /a, /a/b, /a/c (open) and
 // an inode the source could not describe.
-func writeState(t *testing.T) string {
+func writeState(t testing.TB) string {
 	t.Helper()
 	s := &migrate.State{
 		Mode:       migrate.FindPaths,
@@ -64,6 +66,23 @@ func TestStateInspect(t *testing.T) {
 	}
 	if r.InodeCount != 7 || r.Invalid != 2 || r.Unlinked != 1 || r.Inodes[3].Where != "/a/c" || r.Inodes[3].Handles != 1 || !r.Inodes[5].Unlinked {
 		t.Errorf("JSON report %+v", r)
+	}
+
+	// An inconsistent state is shown with its problems, then the
+	// command exits 1 without another message (errStateProblems itself).
+	s := deepChainState(3)
+	s.Inodes[1].Parent = 4
+	b, err := migrate.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	looping := filepath.Join(t.TempDir(), "looping")
+	if err := os.WriteFile(looping, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run(t, "state", "inspect", looping)
+	if err != errStateProblems || !strings.Contains(out, "problems:") || !strings.Contains(out, "cycle") {
+		t.Errorf("inspect of a looping state: %v\n%s", err, out)
 	}
 
 	bad := filepath.Join(t.TempDir(), "bad")
@@ -121,4 +140,72 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestStateInspectDeepChain: inspect --inodes of a state 100k directories
+// deep costs memory linear in the state: each inode is shown by its path
+// cut to its end, and its full path (10 GB for all of them) is not built.
+func TestStateInspectDeepChain(t *testing.T) {
+	b, err := migrate.Marshal(deepChainState(100_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "state")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, flags := range [][]string{{"--inodes"}, {"--inodes", "--json"}} {
+		// The output goes nowhere: only what inspect holds counts.
+		out := &cutWriter{}
+		cmd := newRootCmd()
+		cmd.SetOut(out)
+		cmd.SetErr(out)
+		cmd.SetArgs(append(append([]string{"state", "inspect"}, flags...), path))
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		err := cmd.Execute()
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatalf("inspect %v: %v", flags, err)
+		}
+		n := after.TotalAlloc - before.TotalAlloc
+		t.Logf("inspect %v: %d bytes out, %d allocated (%.1f times the state)", flags, out.n, n, float64(n)/float64(len(b)))
+		if limit := 64 * uint64(len(b)); n > limit {
+			t.Errorf("inspect %v allocated %d bytes for a %d-byte state, want at most %d", flags, n, len(b), limit)
+		}
+		if !out.cut {
+			t.Errorf("inspect %v shows no cut path", flags)
+		}
+	}
+}
+
+// deepChainState is a find-paths state of a chain of directories depth
+// deep below the root, /d/d/d/...
+func deepChainState(depth uint64) *migrate.State {
+	s := &migrate.State{
+		Mode:       migrate.FindPaths,
+		Session:    migrate.Session{Major: 7, Minor: 38, MaxWrite: 1 << 20, MaxPages: 256, TimeGran: 1},
+		Options:    migrate.Options{Cache: "auto"},
+		NextNode:   depth + 2,
+		NextHandle: 1,
+		Inodes:     []migrate.Inode{{ID: 1, Lookups: 1, Type: 0o040000}},
+	}
+	for id := uint64(2); id < depth+2; id++ {
+		s.Inodes = append(s.Inodes, migrate.Inode{ID: id, Lookups: 1, Type: 0o040000, Parent: id - 1, Name: "d"})
+	}
+	return s
+}
+
+// cutWriter counts what is written to it and whether a cut path
+// (migrate.State.Paths) was among it.
+type cutWriter struct {
+	n   int
+	cut bool
+}
+
+func (w *cutWriter) Write(b []byte) (int, error) {
+	w.n += len(b)
+	w.cut = w.cut || bytes.Contains(b, []byte("…"))
+	return len(b), nil
 }
