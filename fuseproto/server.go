@@ -239,11 +239,30 @@ func (s *Server) HandleRequest(in [][]byte, out [][]byte) (n int) {
 	c := s.acquire(in, out)
 	defer func() {
 		if p := recover(); p != nil {
+			if isMemoryFault(p) {
+				// The request's buffers faulted (a transport that
+				// maps them, such as vhost-user, asked for a panic on
+				// fault): that is the transport's to handle, and any
+				// reply written here would fault again.
+				s.release(c)
+				panic(p)
+			}
 			n = s.recovered(c, p)
 		}
 		s.release(c)
 	}()
 	return s.serve(c)
+}
+
+// isMemoryFault reports whether a recovered panic is a memory fault raised
+// under debug.SetPanicOnFault: a runtime error with the faulting address.
+func isMemoryFault(p any) bool {
+	_, ok := p.(interface {
+		error
+		RuntimeError()
+		Addr() uintptr
+	})
+	return ok
 }
 
 // recovered is the backstop for a panic while serving c, in this package or

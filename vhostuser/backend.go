@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -97,6 +98,8 @@ func (b *Backend) offeredProtocol() uint64 {
 // breaks the protocol, which returns an error saying how. Either way every
 // ring is stopped and the guest memory unmapped before it returns.
 func (b *Backend) Serve(fd int) error {
+	// Starting a ring reads guest memory (see dispatchMessage).
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	c, err := newConn(fd)
 	if err != nil {
 		return err
@@ -148,20 +151,54 @@ func (b *Backend) Serve(fd int) error {
 
 func (b *Backend) worker() {
 	defer b.workersDone.Done()
-	for j := range b.jobs {
-		b.serve(j)
+	// A chain's buffers and the dirty log are guest-controlled mappings:
+	// a fault while serving breaks that chain's ring (see serveJobs).
+	debug.SetPanicOnFault(true)
+	for b.serveJobs() {
 	}
 }
 
-// serve has the device serve one chain and returns it to the driver.
+// serveJobs serves jobs until the channel closes, which returns false, or
+// until a memory fault, which breaks the ring of the job that faulted and
+// returns true. The recovery is set up once per fault, not per job.
+func (b *Backend) serveJobs() (more bool) {
+	var cur *job
+	defer func() {
+		if cur == nil {
+			return
+		}
+		r := recover()
+		err := guestmem.AsFault(r)
+		if err == nil {
+			panic(r)
+		}
+		cur.ring.fail(err)
+		cur.ring.inflight.Done()
+		more = true
+	}()
+	for j := range b.jobs {
+		cur = j
+		b.serve(j)
+		cur = nil
+	}
+	return false
+}
+
+// serve has the device serve a chain a worker took and returns it to the
+// driver.
 func (b *Backend) serve(j *job) {
 	v := j.ring
-	n := b.dev.Serve(v.index, &j.chain)
-	if v.q.Push(&j.chain, n) {
-		v.signal()
-	}
+	b.serveChain(v, &j.chain)
 	v.inflight.Done()
 	b.putJob(j)
+}
+
+// serveChain has the device serve c and returns it to the driver.
+func (b *Backend) serveChain(v *vring, c *virtqueue.Chain) {
+	n := b.dev.Serve(v.index, c)
+	if v.q.Push(c, n) {
+		v.signal()
+	}
 }
 
 func (b *Backend) getJob(v *vring) *job {
@@ -194,7 +231,7 @@ func reqErr(format string, args ...any) error { return requestError{fmt.Errorf(f
 // handle serves one message. A returned error ends the connection.
 func (b *Backend) handle(m *message) error {
 	b.log.Debug("vhost-user message", "req", m.req.String(), "size", len(m.payload), "fds", len(m.fds))
-	replied, err := b.dispatch(m)
+	replied, err := b.dispatchMessage(m)
 	closeFDs(m.fds) // whatever dispatch did not keep (it sets kept ones to -1)
 	var rerr requestError
 	if errors.As(err, &rerr) {
@@ -228,6 +265,22 @@ func (b *Backend) ring(index uint32) (*vring, error) {
 		return nil, fmt.Errorf("queue index %d out of range (%d queues)", index, len(b.vrings))
 	}
 	return b.vrings[index], nil
+}
+
+// dispatchMessage is dispatch, with a memory fault (starting a ring reads
+// guest memory, whose file the front-end may have shrunk) turned into an
+// error that ends the connection.
+func (b *Backend) dispatchMessage(m *message) (replied bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ferr := guestmem.AsFault(r)
+			if ferr == nil {
+				panic(r)
+			}
+			replied, err = false, ferr
+		}
+	}()
+	return b.dispatch(m)
 }
 
 // dispatch serves m and reports whether it already sent the reply.
@@ -526,11 +579,9 @@ func (b *Backend) setVringFD(m *message) error {
 		if fd, err = takeFD(m); err != nil {
 			return err
 		}
-		if m.req != SetVringErr {
-			if err := checkEventFD(fd); err != nil {
-				unix.Close(fd)
-				return fmt.Errorf("queue %d: %w", v.index, err)
-			}
+		if err := checkEventFD(fd); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("queue %d: %w", v.index, err)
 		}
 	} else if len(m.fds) != 0 {
 		return fmt.Errorf("invalid-descriptor flag set but %d descriptors sent", len(m.fds))
@@ -547,10 +598,14 @@ func (b *Backend) setVringFD(m *message) error {
 		v.setCall(fd)
 		return nil
 	case SetVringErr:
-		if v.errFD >= 0 {
-			unix.Close(v.errFD)
+		// fail writes it with a raw system call, which must not block.
+		if fd >= 0 {
+			if err := unix.SetNonblock(fd, true); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("queue %d error descriptor: %w", v.index, err)
+			}
 		}
-		v.errFD = fd
+		v.setErr(fd)
 		return nil
 	}
 	// SET_VRING_KICK (re)starts the ring.
@@ -570,7 +625,8 @@ func (b *Backend) setVringFD(m *message) error {
 	return v.start(b, mem)
 }
 
-// checkEventFD refuses a kick or call descriptor that cannot be an eventfd.
+// checkEventFD refuses a kick, call or error descriptor that cannot be an
+// eventfd.
 // Eventfds are anonymous inodes, with no file type in their mode; a pipe,
 // a device such as /dev/zero or a regular file would make a ring spin or
 // block.

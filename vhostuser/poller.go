@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ferryfs/ferryfs/guestmem"
 	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
@@ -172,6 +174,7 @@ func (p *kickPoller) poke() {
 
 func (p *kickPoller) run() {
 	defer close(p.done)
+	debug.SetPanicOnFault(true) // see drain
 	var (
 		rings  []polled // the set ep watches: event tag i+1 is rings[i], 0 the wake eventfd
 		ep     = -1
@@ -265,10 +268,7 @@ func (p *kickPoller) watch(rings []polled) (int, error) {
 	for i, r := range rings {
 		err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, int(r.kick), &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(i + 1)})
 		if err != nil {
-			r.v.log.Error("kick descriptor cannot be waited for; no longer processing the queue", "queue", r.v.index, "err", err)
-			r.v.serving.Lock()
-			r.v.broken = true
-			r.v.serving.Unlock()
+			r.v.fail(fmt.Errorf("kick descriptor cannot be waited for: %w", err))
 			p.forget(r.v)
 		}
 	}
@@ -276,20 +276,33 @@ func (p *kickPoller) watch(rings []polled) (int, error) {
 }
 
 // drain serves v's available chains. It reports whether v is broken.
+//
+// The poller touches guest memory and the dirty log here only, and runs
+// with SetPanicOnFault: a fault (the front-end shrank a file under its
+// mapping) breaks the ring instead of killing the daemon.
 func (p *kickPoller) drain(v *vring) (broken bool) {
 	v.serving.Lock()
-	defer v.serving.Unlock()
-	if v.stopping.Load() || v.broken {
-		return v.broken
+	defer func() {
+		if r := recover(); r != nil {
+			err := guestmem.AsFault(r)
+			if err == nil {
+				panic(r)
+			}
+			v.fail(err)
+			broken = true
+		}
+		v.serving.Unlock()
+	}()
+	if v.stopping.Load() || v.broken.Load() {
+		return v.broken.Load()
 	}
 	if !v.enabled.Load() {
 		return false
 	}
 	if err := v.drainRing(p.b); err != nil {
-		v.log.Error("queue broken; no longer processing it", "queue", v.index, "err", err)
-		v.broken = true
+		v.fail(err)
 	}
-	return v.broken
+	return v.broken.Load()
 }
 
 // netpollWaiter waits for an epoll instance's events in the runtime's

@@ -18,7 +18,8 @@ import (
 // goroutine that processes it once started.
 //
 // Configuration fields are only touched by the connection's goroutine. The
-// processing goroutine and the workers use q, call and enabled.
+// kick poller and the workers use q, the call and error descriptors,
+// enabled and broken.
 type vring struct {
 	index int
 	log   *slog.Logger
@@ -28,20 +29,22 @@ type vring struct {
 	addrSet bool
 	base    uint16
 	kickFD  int // -1 when unset
-	errFD   int
 
 	enabled atomic.Bool
 
 	callMu sync.RWMutex
 	callFD int // protected by callMu; -1 when unset
+	errMu  sync.Mutex
+	errFD  int // protected by errMu; -1 when unset
 
-	// Set while the ring runs. The poller reads q, kickFD and broken
-	// under serving, so the connection's goroutine changes them under it
-	// too.
-	q        *virtqueue.Queue
-	poller   *kickPoller
-	serving  sync.Mutex
-	broken   bool // the queue or its kick descriptor failed
+	// Set while the ring runs. The poller reads q and kickFD under
+	// serving, so the connection's goroutine changes them under it too.
+	q       *virtqueue.Queue
+	poller  *kickPoller
+	serving sync.Mutex
+	// broken is set when the queue, its memory or its kick descriptor
+	// failed; the ring serves nothing more until it is started again.
+	broken   atomic.Bool
 	stopping atomic.Bool
 	inflight sync.WaitGroup
 }
@@ -69,6 +72,33 @@ func (v *vring) signal() {
 		unix.RawSyscall(unix.SYS_WRITE, uintptr(v.callFD), uintptr(unsafe.Pointer(eventOne)), 8)
 	}
 	v.callMu.RUnlock()
+}
+
+// fail stops serving the ring for good (until it is started again): logs
+// why, once, and tells the front-end through the error eventfd
+// (SET_VRING_ERR), which QEMU reports.
+func (v *vring) fail(err error) {
+	if !v.broken.CompareAndSwap(false, true) {
+		return
+	}
+	v.log.Error("queue broken; no longer processing it", "queue", v.index, "err", err)
+	v.errMu.Lock()
+	if v.errFD >= 0 {
+		// Non-blocking (see setVringFD): a saturated counter has told
+		// the front-end already.
+		unix.RawSyscall(unix.SYS_WRITE, uintptr(v.errFD), uintptr(unsafe.Pointer(eventOne)), 8)
+	}
+	v.errMu.Unlock()
+}
+
+func (v *vring) setErr(fd int) {
+	v.errMu.Lock()
+	old := v.errFD
+	v.errFD = fd
+	v.errMu.Unlock()
+	if old >= 0 {
+		unix.Close(old)
+	}
 }
 
 func (v *vring) setCall(fd int) {
@@ -128,7 +158,8 @@ func (v *vring) start(b *Backend, mem *guestmem.Memory) error {
 		return fmt.Errorf("queue %d: %w", v.index, err)
 	}
 	v.serving.Lock()
-	v.q, v.broken, v.poller = q, false, b.poller
+	v.q, v.poller = q, b.poller
+	v.broken.Store(false)
 	v.stopping.Store(false)
 	v.serving.Unlock()
 	b.applyRingLogging(v)
@@ -156,10 +187,7 @@ func (v *vring) stop() {
 // closeFDs releases the descriptors the front-end gave for this ring.
 func (v *vring) closeFDs() {
 	v.setKickFD(-1)
-	if v.errFD >= 0 {
-		unix.Close(v.errFD)
-		v.errFD = -1
-	}
+	v.setErr(-1)
 	v.setCall(-1)
 }
 
@@ -167,7 +195,7 @@ func (v *vring) closeFDs() {
 // driver for a kick for the next one.
 func (v *vring) drainRing(b *Backend) error {
 	for {
-		for !v.stopping.Load() {
+		for !v.stopping.Load() && !v.broken.Load() {
 			j := b.getJob(v)
 			ok, err := v.q.Pop(&j.chain)
 			if err != nil || !ok {
@@ -185,8 +213,8 @@ func (v *vring) drainRing(b *Backend) error {
 				b.putJob(j)
 				continue
 			}
-			v.inflight.Add(1)
 			if b.opts.Workers > 0 && v.q.HasAvailable() {
+				v.inflight.Add(1)
 				b.jobs <- j
 				continue
 			}
@@ -197,9 +225,13 @@ func (v *vring) drainRing(b *Backend) error {
 			// which profiling showed to be most of the daemon's CPU
 			// time. Chains that arrive meanwhile wait for at most this
 			// one request; with workers, bursts still spread over them.
-			b.serve(j)
+			// It is not counted in inflight: stop waits for the poller
+			// to let go of the ring anyway, and a fault while serving
+			// it (see kickPoller.drain) would leave the count up.
+			b.serveChain(v, &j.chain)
+			b.putJob(j)
 		}
-		if v.stopping.Load() || !v.q.ArmNotify() {
+		if v.stopping.Load() || v.broken.Load() || !v.q.ArmNotify() {
 			return nil
 		}
 	}

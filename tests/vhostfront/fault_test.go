@@ -1,0 +1,232 @@
+package vhostfront
+
+import (
+	"encoding/binary"
+	"regexp"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// logOpts negotiates dirty logging.
+var logOpts = Options{
+	Protocol: ProtocolReplyAck | ProtocolMQ | ProtocolConfig | ProtocolResetDevice | ProtocolLogShmfd,
+	Features: FeatureVersion1 | FeatureIndirectDesc | FeatureEventIdx | FeatureProtocolFeatures | FeatureLogAll,
+}
+
+// setLogBase sends SET_LOG_BASE declaring size bytes of logFD and returns
+// the error of its reply (nil when the back-end answered).
+func setLogBase(f *Frontend, logFD int, size uint64) error {
+	payload := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, size), 0)
+	_, err := f.Conn.Call(SetLogBase, payload, []int{logFD})
+	return err
+}
+
+func memfdOf(t *testing.T, size int64) int {
+	t.Helper()
+	fd, err := unix.MemfdCreate("log", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Ftruncate(fd, size); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// waitLog waits for the daemon to log something matching re.
+func waitLog(t *testing.T, d *Daemon, re string) {
+	t.Helper()
+	if err := d.WaitOutput(regexp.MustCompile(re), timeout); err != nil {
+		t.Fatalf("%v\noutput:\n%s", err, d.Output())
+	}
+}
+
+// TestLogBasePastEndOfFile: a dirty log declared larger than the file
+// that backs it is refused; were it mapped, marking a page in its part past
+// the end of the file would kill the daemon with SIGBUS.
+func TestLogBasePastEndOfFile(t *testing.T) {
+	d, f, _ := startAndConnect(t, logOpts)
+	q, err := f.StartQueue(1, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewFUSE(q)
+	if _, err := c.Init(); err != nil {
+		t.Fatal(err)
+	}
+	// One page of log file, declared as 1 MiB: the used ring's and the
+	// buffers' bits lie far past the end of the file.
+	if err := setLogBase(f, memfdOf(t, 4096), 1<<20); err == nil {
+		f.Set(SetFeatures, U64(f.Acked|FeatureLogAll), nil)
+		c.GetAttr(RootID)
+		if err := d.CheckNoCrash(); err != nil {
+			t.Fatal(err)
+		}
+		t.Fatal("SET_LOG_BASE of a log larger than its file was accepted")
+	}
+	// Refused by closing the connection.
+	if err := f.Conn.WaitClosed(timeout); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Wait(timeout); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CheckNoCrash(); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, d, `dirty log.*past the end of its file`)
+}
+
+// TestLogShrunk: the front-end shrinks the dirty log's file after
+// SET_LOG_BASE. Marking the log then faults; the queue that was marking
+// stops with an error (logged, and signalled on its error eventfd) instead
+// of the daemon dying, and runs again once the front-end restarts it with
+// the log whole again.
+func TestLogShrunk(t *testing.T) {
+	d, f, _ := startAndConnect(t, logOpts)
+	q, err := f.StartQueue(1, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewFUSE(q)
+	if _, err := c.Init(); err != nil {
+		t.Fatal(err)
+	}
+	size := int64((f.Mem.End()/4096/8 + 4095) &^ 4095)
+	logFD := memfdOf(t, size)
+	if err := setLogBase(f, logFD, uint64(size)); err != nil {
+		t.Fatalf("SET_LOG_BASE: %v", err)
+	}
+	a := q.Addr()
+	a.Flags, a.LogGuestA = 1, q.UsedAddr
+	if err := f.Set(SetVringAddr, a.Encode(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Set(SetFeatures, U64(f.Acked|FeatureLogAll), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetAttr(RootID); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Ftruncate(logFD, 0); err != nil {
+		t.Fatal(err)
+	}
+	q.Timeout = time.Second
+	if _, err := c.GetAttr(RootID); err == nil {
+		t.Error("a request was answered with its log pages gone")
+	}
+	waitLog(t, d, `queue broken; no longer processing it.*queue=1.*fault`)
+	if n, err := q.WaitError(timeout); err != nil || n == 0 {
+		t.Errorf("error eventfd: %d, %v; want the queue's failure signalled", n, err)
+	}
+	if err := d.CheckNoCrash(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The front-end makes the log whole again and restarts the queue.
+	if err := unix.Ftruncate(logFD, size); err != nil {
+		t.Fatal(err)
+	}
+	base, err := f.GetVringBase(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q.Pending() {
+		q.WaitTimeout(time.Second)
+	}
+	q.StoreAvailIdx(uint16(base))
+	if err := f.ConfigureQueue(q); err != nil {
+		t.Fatal(err)
+	}
+	q.Timeout = timeout
+	if _, err := c.GetAttr(RootID); err != nil {
+		t.Fatalf("after the restart: %v", err)
+	}
+	closeAndCheck(t, d, f)
+}
+
+// TestGuestMemoryShrunk: the front-end shrinks the guest memory's file
+// after SET_MEM_TABLE, so that the buffers of a request lie past its end.
+// Reading the request faults; the queue stops with an error instead of
+// the daemon dying, the other queues whose memory is whole serve on, and
+// the broken queue serves again once restarted.
+func TestGuestMemoryShrunk(t *testing.T) {
+	d, f, _ := startAndConnect(t, Options{})
+	hi, err := f.StartQueue(0, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := f.StartQueue(1, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewFUSE(q)
+	if _, err := c.Init(); err != nil {
+		t.Fatal(err)
+	}
+	// The request is written while its buffer exists; the rings live in
+	// the lower half of the memory, buffers in the upper half.
+	req := NewFUSERequest(OpGetattr, RootID).Raw(make([]byte, 16))
+	req.Header.Unique = c.NextUnique()
+	addr, err := f.Mem.Put(req.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := f.Mem.Buffer(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := q.AllocDescs(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.SetDesc(ids[0], Desc{Addr: addr, Len: uint32(len(req.Encode())), Flags: DescNext, Next: ids[1]})
+	q.SetDesc(ids[1], Desc{Addr: reply, Len: 4096, Flags: DescWrite})
+	half := int64(f.Mem.Size / 2)
+	if err := unix.Ftruncate(f.Mem.FD, half); err != nil {
+		t.Fatal(err)
+	}
+	// Publish and kick touch only the rings, below the cut.
+	q.SetAvailEntry(q.AvailIdx(), ids[0])
+	q.StoreAvailIdx(q.AvailIdx() + 1)
+	if err := q.Kick(); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, d, `queue broken; no longer processing it.*queue=1.*fault`)
+	if n, err := q.WaitError(timeout); err != nil || n == 0 {
+		t.Errorf("error eventfd: %d, %v; want the queue's failure signalled", n, err)
+	}
+	if err := d.CheckNoCrash(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Whole again (the cut pages come back zeroed): the other queue
+	// serves, and the broken one after a restart.
+	if err := unix.Ftruncate(f.Mem.FD, int64(f.Mem.Size)); err != nil {
+		t.Fatal(err)
+	}
+	hc := NewFUSE(hi)
+	for range 1000 {
+		hc.NextUnique()
+	}
+	if _, err := hc.GetAttr(RootID); err != nil {
+		t.Fatalf("queue 0 after queue 1 broke: %v", err)
+	}
+	base, err := f.GetVringBase(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Release(ids[0])
+	q.FreeDescs(ids)
+	q.StoreAvailIdx(uint16(base))
+	if err := f.ConfigureQueue(q); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetAttr(RootID); err != nil {
+		t.Fatalf("queue 1 after its restart: %v", err)
+	}
+	closeAndCheck(t, d, f)
+}
