@@ -359,7 +359,7 @@ func (b *Backend) dispatch(m *message) (replied bool, err error) {
 			return false, fmt.Errorf("enable value %d", num)
 		}
 		v.enabled.Store(num == 1)
-		b.poller.poke()
+		b.poller.poke(v)
 		return false, nil
 	case GetConfig:
 		return true, b.getConfig(m)

@@ -28,7 +28,7 @@ type vring struct {
 	addr    vringAddr
 	addrSet bool
 	base    uint16
-	kickFD  int // -1 when unset
+	kickFD  int // -1 when unset; in the poller's epoll set while the ring runs
 
 	enabled atomic.Bool
 
@@ -37,11 +37,13 @@ type vring struct {
 	errMu  sync.Mutex
 	errFD  int // protected by errMu; -1 when unset
 
-	// Set while the ring runs. The poller reads q and kickFD under
-	// serving, so the connection's goroutine changes them under it too.
+	// Set while the ring runs. The poller drains the ring under serving
+	// only, so the connection's goroutine changes q under it too.
 	q       *virtqueue.Queue
 	poller  *kickPoller
 	serving sync.Mutex
+	// drainPending asks the poller to drain the ring without a kick.
+	drainPending atomic.Bool
 	// broken is set when the queue, its memory or its kick descriptor
 	// failed; the ring serves nothing more until it is started again.
 	broken   atomic.Bool
@@ -112,15 +114,12 @@ func (v *vring) setCall(fd int) {
 }
 
 // setKickFD replaces the kick descriptor, closing the old one; the ring
-// must be stopped.
+// must be stopped (so the poller no longer watches the old one).
 func (v *vring) setKickFD(fd int) {
-	v.serving.Lock()
-	old := v.kickFD
-	v.kickFD = fd
-	v.serving.Unlock()
-	if old >= 0 {
-		unix.Close(old)
+	if v.kickFD >= 0 {
+		unix.Close(v.kickFD)
 	}
+	v.kickFD = fd
 }
 
 // start begins processing with memory mem; the ring must be fully
@@ -163,7 +162,12 @@ func (v *vring) start(b *Backend, mem *guestmem.Memory) error {
 	v.stopping.Store(false)
 	v.serving.Unlock()
 	b.applyRingLogging(v)
-	b.poller.add(v)
+	if err := b.poller.add(v); err != nil {
+		// Running but broken, as if it had failed later: stop and a
+		// new start repair it.
+		v.fail(err)
+		return nil
+	}
 	v.log.Debug("queue started", "queue", v.index, "size", v.num, "base", v.base)
 	return nil
 }
@@ -176,12 +180,24 @@ func (v *vring) stop() {
 	}
 	v.stopping.Store(true)
 	v.poller.remove(v)
+	v.base = v.quiesce()
+	// Chains handed to workers are returned (or failed) before the
+	// queue goes.
 	v.inflight.Wait()
 	v.serving.Lock()
-	v.base = v.q.LastAvail()
 	v.q = nil
 	v.serving.Unlock()
 	v.log.Debug("queue stopped", "queue", v.index, "base", v.base)
+}
+
+// quiesce waits until the poller has let go of a stopping ring, and
+// returns the ring's position: the poller pops chains only under serving
+// and no longer once stopping is set, so after quiesce has held serving
+// nothing more is taken from the ring (and inflight no longer grows).
+func (v *vring) quiesce() (lastAvail uint16) {
+	v.serving.Lock()
+	defer v.serving.Unlock()
+	return v.q.LastAvail()
 }
 
 // closeFDs releases the descriptors the front-end gave for this ring.
