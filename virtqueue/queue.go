@@ -8,8 +8,9 @@
 // refuses ranges outside guest memory; a chain is bounded in length, may not
 // loop, may not nest indirect tables and must put device-readable buffers
 // before device-writable ones. A bad chain is returned to the driver as used
-// with nothing written; only a ring that cannot be followed at all (its
-// indices make no sense) stops the queue.
+// with nothing written, except one whose head does not exist, which cannot
+// be named in the used ring and is skipped; only a ring that cannot be
+// followed at all (its available index makes no sense) stops the queue.
 package virtqueue
 
 import (
@@ -46,6 +47,12 @@ const maxSlicesPerBuffer = 4
 // ErrBrokenRing means the driver's ring indices make no sense; the queue
 // cannot be processed any further.
 var ErrBrokenRing = errors.New("virtqueue broken")
+
+// ErrInvalidHead is wrapped by Chain.Err for an available entry naming a
+// descriptor that does not exist. There is nothing to return for it: Push
+// ignores such a chain, and the next entries are served as usual (as
+// virtiofsd does).
+var ErrInvalidHead = errors.New("available head out of range")
 
 // Config describes a queue as the front-end set it up.
 type Config struct {
@@ -198,9 +205,8 @@ func (q *Queue) Pop(c *Chain) (bool, error) {
 	q.lastAvail++
 	c.reset(head)
 	if head >= q.cfg.Size {
-		// Nothing can be returned for a head that does not exist: the
-		// driver cannot have made it, so its ring is broken.
-		return false, fmt.Errorf("%w: available head %d out of range, queue size %d", ErrBrokenRing, head, q.cfg.Size)
+		c.Err = fmt.Errorf("%w: %d, queue size %d", ErrInvalidHead, head, q.cfg.Size)
+		return true, nil
 	}
 	c.Err = q.walk(c, head)
 	return true, nil
@@ -293,7 +299,11 @@ func (q *Queue) addBuffer(c *Chain, d descriptor) error {
 
 // Push returns chain c to the driver with written bytes of its writable
 // buffers filled, and reports whether the driver wants an interrupt for it.
+// A chain whose head is out of range (ErrInvalidHead) is not returned.
 func (q *Queue) Push(c *Chain, written uint32) (notify bool) {
+	if c.Head >= q.cfg.Size {
+		return false
+	}
 	if max := c.WritableLen(); int(written) > max {
 		written = uint32(max)
 	}
