@@ -114,6 +114,16 @@ func New(cfg Config, mem *guestmem.Memory) (*Queue, error) {
 	if q.used, err = mem.Slice(cfg.UsedAddr, 6+8*n); err != nil {
 		return nil, fmt.Errorf("used ring: %w", err)
 	}
+	// The ring indices are read and written with aligned 32-bit atomics
+	// (load16, storeUsedIdx), which need the host addresses aligned too;
+	// aligned guest addresses do not make them so when a region's mmap
+	// offset or guest address is not aligned. Unaligned, a load16 at the
+	// end of a word would read half the index, and an atomic would split
+	// a cache line (x86) or fault (other architectures).
+	if uintptrOf(&q.desc[0])%16 != 0 || uintptrOf(&q.avail[0])%2 != 0 || uintptrOf(&q.used[0])%4 != 0 {
+		return nil, fmt.Errorf("misaligned ring addresses in host memory (desc %#x avail %#x used %#x): a memory region's offset or guest address is misaligned",
+			cfg.DescAddr, cfg.AvailAddr, cfg.UsedAddr)
+	}
 	// The used index lives in guest memory; a migration destination picks
 	// up where the source left it.
 	q.usedIdx = q.loadUsedIdx()
@@ -139,6 +149,8 @@ func load16(b []byte, off int) uint16 {
 	w := atomic.LoadUint32((*uint32)(unsafe.Add(p, -int(mis))))
 	return uint16(w >> (mis * 8))
 }
+
+func uintptrOf(b *byte) uintptr { return uintptr(unsafe.Pointer(b)) }
 
 func (q *Queue) availIdx() uint16   { return load16(q.avail, 2) }
 func (q *Queue) availFlags() uint16 { return load16(q.avail, 0) }

@@ -377,3 +377,26 @@ func within(mem, b []byte) bool {
 	end := uintptrOf(&mem[len(mem)-1])
 	return uintptrOf(&b[0]) >= uintptrOf(base) && uintptrOf(&b[len(b)-1]) <= end
 }
+
+// TestMisalignedInHostMemory: rings at aligned guest addresses in a region
+// mapped at an odd offset of its file are misaligned in host memory, where
+// the atomics on their indices run, and are refused.
+func TestMisalignedInHostMemory(t *testing.T) {
+	for _, offset := range []uint64{1, 2, 8} {
+		fd, err := unix.MemfdCreate("guest", unix.MFD_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Ftruncate(fd, memSize+int64(offset)); err != nil {
+			t.Fatal(err)
+		}
+		mem, err := guestmem.Map([]guestmem.RegionSpec{{GuestAddr: memBase, Size: memSize, UserAddr: 0x7f0000000000, MmapOffset: offset, FD: fd}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mem.Unmap()
+		if _, err := New(Config{Size: qsize, DescAddr: descAt, AvailAddr: availAt, UsedAddr: usedAt}, mem); err == nil {
+			t.Errorf("rings accepted in a region at file offset %d", offset)
+		}
+	}
+}
