@@ -40,11 +40,8 @@ type Backend struct {
 	protocol    uint64 // acknowledged by SET_PROTOCOL_FEATURES
 	gotProtocol bool
 	mem         guestmem.Table
-	// dirtyLog is the log SET_LOG_BASE mapped; logs it replaced stay
-	// mapped in retiredLogs until the connection ends, since a worker
-	// may still be marking one.
-	dirtyLog    *guestmem.DirtyLog
-	retiredLogs []*guestmem.DirtyLog
+	// dirtyLog is the log SET_LOG_BASE mapped.
+	dirtyLog *guestmem.DirtyLog
 	vrings      []*vring
 	poller      *kickPoller
 	transfer    *stateTransfer // the last device state transfer
@@ -129,9 +126,6 @@ func (b *Backend) Serve(fd int) error {
 		rawsys.AddProcs(-b.opts.Workers)
 		b.mem.Store(nil).Unmap()
 		b.dirtyLog.Unmap()
-		for _, l := range b.retiredLogs {
-			l.Unmap()
-		}
 		c.close()
 	}()
 	for {
@@ -677,12 +671,26 @@ func (b *Backend) setLogBase(m *message) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if b.dirtyLog != nil {
-		b.retiredLogs = append(b.retiredLogs, b.dirtyLog)
+	// The log replaced may be being marked by the poller or a worker: stop
+	// the running rings, so that it can go at once (a front-end repeating
+	// SET_LOG_BASE would otherwise pile up mappings), and restart them on
+	// the new log where they stopped, as a new memory table does.
+	var running []*vring
+	for _, v := range b.vrings {
+		if v.running() {
+			v.stop()
+			running = append(running, v)
+		}
 	}
+	b.dirtyLog.Unmap()
 	b.dirtyLog = l
-	b.applyLogging()
-	b.log.Info("dirty log mapped", "size", size)
+	mem := b.mem.Load()
+	for _, v := range running {
+		if err := v.start(b, mem); err != nil {
+			return false, err
+		}
+	}
+	b.log.Debug("dirty log mapped", "size", size)
 	return true, b.conn.replyU64(m.req, 0)
 }
 
