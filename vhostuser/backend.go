@@ -118,15 +118,16 @@ func (b *Backend) Serve(fd int) error {
 			v.closeFDs()
 		}
 		b.poller.close()
-		if b.transfer != nil {
-			<-b.transfer.done
-		}
+		// Closed before the transfer is waited for: a CHECK_DEVICE_STATE
+		// answer it may be writing fails instead of blocking on a
+		// front-end that no longer reads.
+		c.close()
+		b.cancelTransfer("the connection ended")
 		close(b.jobs)
 		b.workersDone.Wait()
 		rawsys.AddProcs(-b.opts.Workers)
 		b.mem.Store(nil).Unmap()
 		b.dirtyLog.Unmap()
-		c.close()
 	}()
 	for {
 		m, err := b.conn.read()
@@ -360,7 +361,7 @@ func (b *Backend) dispatch(m *message) (replied bool, err error) {
 	case SetDeviceStateFD:
 		return true, b.setDeviceStateFD(m)
 	case CheckDeviceState:
-		return true, b.checkDeviceState(m)
+		return true, b.checkDeviceState(m) // answered now or when the transfer ends
 	case SetConfig:
 		return false, reqErr("the device's configuration space is read-only")
 	default:
@@ -370,6 +371,7 @@ func (b *Backend) dispatch(m *message) (replied bool, err error) {
 
 // reset stops every ring and drops the device's state.
 func (b *Backend) reset() {
+	b.cancelTransfer("the device was reset")
 	for _, v := range b.vrings {
 		v.stop()
 		v.closeFDs()

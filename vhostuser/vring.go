@@ -128,6 +128,9 @@ func (v *vring) start(b *Backend, mem *guestmem.Memory) error {
 	if v.num == 0 || !v.addrSet || v.kickFD < 0 {
 		return nil // not configured yet; a later message starts it
 	}
+	// A request served now could change what a save has not written
+	// yet, or be undone by a load.
+	b.cancelTransfer(fmt.Sprintf("queue %d started", v.index))
 	toGuest := func(what string, uaddr, n uint64) (uint64, error) {
 		g, err := mem.UserToGuest(uaddr, n)
 		if err != nil {
