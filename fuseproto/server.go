@@ -55,6 +55,9 @@ type Server struct {
 	bufs  sync.Pool // *[]byte scratch for variable-size replies
 
 	warnings warnlimit.Limiter
+	// sessionLogs rate-limits the session's info logs (INIT, DESTROY):
+	// a guest can send those as often as it likes.
+	sessionLogs warnlimit.Limiter
 }
 
 // NewServer returns a Server that serves fs.
@@ -346,6 +349,22 @@ func (c *call) opName() string {
 	// Not via the table's names: this is reachable from the handlers,
 	// which the table's initializer refers to.
 	return "OPCODE_" + strconv.FormatUint(uint64(c.req.Header.Opcode), 10)
+}
+
+// logSession logs a session event at info level, rate-limited (see
+// Server.sessionLogs).
+func (s *Server) logSession(msg string, attrs ...slog.Attr) {
+	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	ok, suppressed := s.sessionLogs.Allow(time.Now())
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Int("suppressed", suppressed))
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
 }
 
 // warn logs a problem with a request, rate-limited: every warning is caused
