@@ -39,18 +39,15 @@ import (
 // each message every kick eventfd sent so far is kicked.
 //
 // A region the harness cannot size (mmap_offset+size above 1 GiB, or an
-// offset or size the harness cannot read) would be mapped past the end of
-// its memfd, and the first access there kills the process with SIGBUS: the
-// known bug TestMemRegionPastEndOfFile shows. Unless FERRYFS_FUZZ_KNOWN_BUGS=1,
-// the harness sends such a table with no descriptors, so the back-end
-// refuses it, and the fuzzer looks for other bugs.
+// offset or size the harness cannot read) gets a one-page memfd, smaller
+// than the region: the back-end must refuse it (mapping it would let the
+// first access past the end of the file raise SIGBUS).
 func FuzzVhostUserMessages(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s.stream, s.memory)
 	}
-	knownBugs := os.Getenv("FERRYFS_FUZZ_KNOWN_BUGS") == "1"
 	f.Fuzz(func(t *testing.T, stream, memory []byte) {
-		runFuzzSession(t, stream, memory, knownBugs)
+		runFuzzSession(t, stream, memory)
 	})
 }
 
@@ -99,7 +96,7 @@ const (
 
 // fuzzFDs makes the descriptors for one message (see the fuzz target's
 // comment). kick is the eventfd sent with SET_VRING_KICK, or -1.
-func fuzzFDs(t *testing.T, req vhostuser.Request, flags uint32, payload, memory []byte, knownBugs bool) (fds []int, kick int) {
+func fuzzFDs(t *testing.T, req vhostuser.Request, flags uint32, payload, memory []byte) (fds []int, kick int) {
 	kick = -1
 	le := binary.LittleEndian
 	memfd := func(size uint64) int {
@@ -122,21 +119,18 @@ func fuzzFDs(t *testing.T, req vhostuser.Request, flags uint32, payload, memory 
 		}
 		return fd
 	}
-	// regionNeed returns offset+size of the region at p, and whether the
-	// harness can back it.
-	regionNeed := func(p []byte) (uint64, bool) {
+	// regionNeed returns the size of the memfd backing the region at p:
+	// offset+size, or a page when the harness cannot back it.
+	regionNeed := func(p []byte) uint64 {
 		if len(p) < 32 {
-			return 4096, false
+			return 4096
 		}
 		size, off := le.Uint64(p[8:]), le.Uint64(p[24:])
 		need := size + off
-		if size == 0 {
-			return 4096, true // refused by the back-end before mapping
+		if size == 0 || need < size || need > fuzzRegionMax {
+			return 4096
 		}
-		if need < size || need > fuzzRegionMax {
-			return 4096, false
-		}
-		return need, true
+		return need
 	}
 	switch req {
 	case vhostuser.SetMemTable:
@@ -149,23 +143,14 @@ func fuzzFDs(t *testing.T, req vhostuser.Request, flags uint32, payload, memory 
 			if off := 8 + 32*i; off < len(payload) {
 				p = payload[off:]
 			}
-			need, ok := regionNeed(p)
-			if !ok && !knownBugs {
-				closeFDs(fds)
-				return nil, -1 // refused for the fd count, never mapped
-			}
-			fds = append(fds, memfd(need))
+			fds = append(fds, memfd(regionNeed(p)))
 		}
 	case vhostuser.AddMemReg:
 		var p []byte
 		if len(payload) > 8 {
 			p = payload[8:]
 		}
-		need, ok := regionNeed(p)
-		if !ok && !knownBugs {
-			return nil, -1
-		}
-		fds = append(fds, memfd(need))
+		fds = append(fds, memfd(regionNeed(p)))
 	case vhostuser.SetVringKick, vhostuser.SetVringCall, vhostuser.SetVringErr:
 		if len(payload) >= 8 && le.Uint64(payload)&0x100 != 0 {
 			break
@@ -199,7 +184,7 @@ func closeFDs(fds []int) {
 
 // runFuzzSession runs one session and returns how many chains the device
 // served.
-func runFuzzSession(t *testing.T, stream, memory []byte, knownBugs bool) int64 {
+func runFuzzSession(t *testing.T, stream, memory []byte) int64 {
 	baseFDs := countFDs(t)
 
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -250,7 +235,7 @@ func runFuzzSession(t *testing.T, stream, memory []byte, knownBugs bool) int64 {
 			size := uint64(le.Uint32(msg[8:]))
 			end := vf.HeaderSize + int(min(size, uint64(len(msg)-vf.HeaderSize)))
 			msg = msg[:end]
-			fds, kick = fuzzFDs(t, vhostuser.Request(le.Uint32(msg)), le.Uint32(msg[4:]), msg[vf.HeaderSize:], memory, knownBugs)
+			fds, kick = fuzzFDs(t, vhostuser.Request(le.Uint32(msg)), le.Uint32(msg[4:]), msg[vf.HeaderSize:], memory)
 		}
 		pos += len(msg)
 		var oob []byte
@@ -311,7 +296,7 @@ func TestFuzzHarness(t *testing.T) {
 	var total int64
 	runs := 0
 	for ; runs < 25 && total < 5; runs++ {
-		total += runFuzzSession(t, seed.stream, seed.memory, false)
+		total += runFuzzSession(t, seed.stream, seed.memory)
 	}
 	if total < 5 {
 		t.Errorf("%d runs of the seed session served %d chains, want at least 5", runs, total)
