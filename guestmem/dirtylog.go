@@ -45,6 +45,8 @@ func MapDirtyLog(fd int, size, offset uint64) (*DirtyLog, error) {
 // Mark sets the bits of every page in the guest range [addr, addr+n). Bits
 // past the end of the log are ignored: the front-end sizes the log for all
 // of guest memory, so they can only come from a range we already refused.
+// So is a range that wraps around the address space (no translation gives
+// one).
 func (l *DirtyLog) Mark(addr, n uint64) {
 	if l == nil || n == 0 {
 		return
