@@ -165,7 +165,8 @@ func (p *kickPoller) add(v *vring) error {
 // event it took before; v.stopping, set before remove, makes such a drain
 // do nothing, and vring.quiesce waits for one in progress.
 func (p *kickPoller) remove(v *vring) {
-	if err := unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, v.kickFD, nil); err != nil && err != unix.ENOENT {
+	err := unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, v.kickFD, nil)
+	if err != nil && err != unix.ENOENT && err != unix.EPERM { // not added: add failed (see vring.start)
 		// The descriptor is open (only the ring closes it, after this),
 		// so this does not happen; were it to, the ring's index in the
 		// event keeps the poller from draining the wrong ring.
