@@ -61,6 +61,15 @@ import (
 // than reading it (virtiofsd reads it), and a kick descriptor that is not an
 // eventfd (a pipe, /dev/zero: always readable) gives one edge, not a busy
 // loop.
+//
+// Ownership of the kick descriptors: the connection's goroutine adds a
+// ring's descriptor to the epoll set when the ring starts and deletes it
+// when the ring stops, before the ring may close it (epoll_ctl is safe
+// beside a running epoll_wait). The poller never names a descriptor
+// itself: an event carries the ring's index, and drain checks under
+// vring.serving that the ring still runs. So a descriptor the ring closed,
+// and whose number the process reused meanwhile, is never watched by
+// mistake.
 type kickPoller struct {
 	b       *Backend
 	log     *slog.Logger
@@ -71,15 +80,6 @@ type kickPoller struct {
 	closing atomic.Bool
 	done    chan struct{}
 }
-
-// Ownership of the kick descriptors: the connection's goroutine adds a
-// ring's descriptor to the epoll set when the ring starts and deletes it
-// when the ring stops, before the ring may close it (epoll_ctl is safe
-// beside a running epoll_wait). The poller never names a descriptor
-// itself: an event carries the ring's index, and drain checks under
-// vring.serving that the ring still runs. So a descriptor the ring closed,
-// and whose number the process reused meanwhile, is never watched by
-// mistake.
 
 // waitMask is the signal mask during a raw wait: the kernel's sigset_t
 // (64 bits on every architecture Go runs Linux on) with SIGURG blocked.
