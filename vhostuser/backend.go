@@ -41,7 +41,7 @@ type Backend struct {
 	gotProtocol bool
 	mem         guestmem.Table
 	// dirtyLog is the log SET_LOG_BASE mapped.
-	dirtyLog *guestmem.DirtyLog
+	dirtyLog    *guestmem.DirtyLog
 	vrings      []*vring
 	poller      *kickPoller
 	transfer    *stateTransfer // the last device state transfer
