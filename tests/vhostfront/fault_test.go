@@ -149,12 +149,20 @@ func TestLogShrunk(t *testing.T) {
 }
 
 // TestGuestMemoryShrunk: the front-end shrinks the guest memory's file
-// after SET_MEM_TABLE, so that the buffers of a request lie past its end.
-// Reading the request faults; the queue stops with an error instead of
-// the daemon dying, the other queues whose memory is whole serve on, and
-// the broken queue serves again once restarted.
+// after SET_MEM_TABLE, so that the buffers of requests lie past its end.
+// Reading them faults, on the kick poller or on a worker; the queue stops
+// with an error instead of the daemon dying, the other queues whose memory
+// is whole serve on, and the broken queue serves again once restarted.
 func TestGuestMemoryShrunk(t *testing.T) {
-	d, f, _ := startAndConnect(t, Options{})
+	for _, workers := range []string{"0", "2"} {
+		t.Run("workers="+workers, func(t *testing.T) {
+			testGuestMemoryShrunk(t, "--thread-pool-size="+workers)
+		})
+	}
+}
+
+func testGuestMemoryShrunk(t *testing.T, args ...string) {
+	d, f, _ := startAndConnect(t, Options{}, args...)
 	hi, err := f.StartQueue(0, 64)
 	if err != nil {
 		t.Fatal(err)
@@ -167,31 +175,41 @@ func TestGuestMemoryShrunk(t *testing.T) {
 	if _, err := c.Init(); err != nil {
 		t.Fatal(err)
 	}
-	// The request is written while its buffer exists; the rings live in
-	// the lower half of the memory, buffers in the upper half.
-	req := NewFUSERequest(OpGetattr, RootID).Raw(make([]byte, 16))
-	req.Header.Unique = c.NextUnique()
-	addr, err := f.Mem.Put(req.Encode())
-	if err != nil {
-		t.Fatal(err)
+	// The requests are written while their buffers exist; the rings live
+	// in the lower half of the memory, buffers in the upper half. With
+	// workers, the first chain of a burst goes to one and the last is
+	// served on the poller.
+	var heads, used []uint16
+	for range 4 {
+		req := NewFUSERequest(OpGetattr, RootID).Raw(make([]byte, 16))
+		req.Header.Unique = c.NextUnique()
+		b := req.Encode()
+		addr, err := f.Mem.Put(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply, err := f.Mem.Buffer(4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := q.AllocDescs(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.SetDesc(ids[0], Desc{Addr: addr, Len: uint32(len(b)), Flags: DescNext, Next: ids[1]})
+		q.SetDesc(ids[1], Desc{Addr: reply, Len: 4096, Flags: DescWrite})
+		heads = append(heads, ids[0])
+		used = append(used, ids...)
 	}
-	reply, err := f.Mem.Buffer(4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := q.AllocDescs(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.SetDesc(ids[0], Desc{Addr: addr, Len: uint32(len(req.Encode())), Flags: DescNext, Next: ids[1]})
-	q.SetDesc(ids[1], Desc{Addr: reply, Len: 4096, Flags: DescWrite})
 	half := int64(f.Mem.Size / 2)
 	if err := unix.Ftruncate(f.Mem.FD, half); err != nil {
 		t.Fatal(err)
 	}
 	// Publish and kick touch only the rings, below the cut.
-	q.SetAvailEntry(q.AvailIdx(), ids[0])
-	q.StoreAvailIdx(q.AvailIdx() + 1)
+	for _, h := range heads {
+		q.SetAvailEntry(q.AvailIdx(), h)
+		q.StoreAvailIdx(q.AvailIdx() + 1)
+	}
 	if err := q.Kick(); err != nil {
 		t.Fatal(err)
 	}
@@ -219,8 +237,10 @@ func TestGuestMemoryShrunk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q.Release(ids[0])
-	q.FreeDescs(ids)
+	for q.Pending() { // no chain can have been returned, but if one was
+		q.WaitTimeout(time.Second)
+	}
+	q.FreeDescs(used)
 	q.StoreAvailIdx(uint16(base))
 	if err := f.ConfigureQueue(q); err != nil {
 		t.Fatal(err)
