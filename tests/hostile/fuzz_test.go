@@ -32,7 +32,11 @@ import (
 //   - SET_VRING_KICK/CALL/ERR: one eventfd unless the "invalid" bit is set;
 //   - SET_LOG_BASE, SET_LOG_FD, SET_BACKEND_REQ_FD: one memfd;
 //   - bit 16 of the flags word adds one more descriptor, bit 17 drops one
-//     (the back-end ignores flag bits it does not know).
+//     (the back-end ignores flag bits it does not know);
+//   - bit 18 shrinks the message's memfds to nothing once the next message
+//     is sent (or the stream ends), as a front-end may do to guest memory or
+//     the dirty log after the back-end mapped them: accesses there fault,
+//     which must break a ring or the connection, never the process.
 //
 // Every memfd starts with the fuzzer's second input (up to 64 KiB), so the
 // rings and descriptors the back-end reads are fuzzer-controlled too. After
@@ -92,6 +96,7 @@ const (
 	fuzzRegionMax = 1 << 30  // largest region (offset+size) the harness backs
 	flagMoreFD    = 1 << 16
 	flagFewerFD   = 1 << 17
+	flagShrink    = 1 << 18
 )
 
 // fuzzFDs makes the descriptors for one message (see the fuzz target's
@@ -224,14 +229,23 @@ func runFuzzSession(t *testing.T, stream, memory []byte) int64 {
 		}
 	}()
 
-	var kicks []int
+	var kicks, shrink []int
 	le := binary.LittleEndian
 	one := le.AppendUint64(nil, 1)
+	shrinkNow := func() {
+		for _, fd := range shrink {
+			unix.Ftruncate(fd, 0) // fails harmlessly on an eventfd
+			unix.Close(fd)
+		}
+		shrink = shrink[:0]
+	}
 	for pos := 0; pos < len(stream); {
 		msg := stream[pos:]
 		var fds []int
 		kick := -1
+		shrinkNext := false
 		if len(msg) >= vf.HeaderSize {
+			shrinkNext = le.Uint32(msg[4:])&flagShrink != 0
 			size := uint64(le.Uint32(msg[8:]))
 			end := vf.HeaderSize + int(min(size, uint64(len(msg)-vf.HeaderSize)))
 			msg = msg[:end]
@@ -243,8 +257,11 @@ func runFuzzSession(t *testing.T, stream, memory []byte) int64 {
 			oob = unix.UnixRights(fds...)
 		}
 		_, err := unix.SendmsgN(front, msg, oob, nil, unix.MSG_NOSIGNAL)
+		shrinkNow()
 		for _, fd := range fds {
-			if fd != kick {
+			if shrinkNext && fd != kick {
+				shrink = append(shrink, fd)
+			} else if fd != kick {
 				unix.Close(fd) // the back-end has its own copy now
 			}
 		}
@@ -258,6 +275,7 @@ func runFuzzSession(t *testing.T, stream, memory []byte) int64 {
 			unix.Write(k, one)
 		}
 	}
+	shrinkNow()
 	unix.Shutdown(front, unix.SHUT_WR)
 
 	select {
@@ -386,8 +404,26 @@ func fuzzSeeds() []fuzzSeed {
 	single := func(req vf.Request, flags uint32, payload []byte) []byte {
 		return append(vf.EncodeHeader(req, flags, uint32(len(payload))), payload...)
 	}
+	// The same session with the first memory table shrunk once the
+	// rings are being set up, and with the second one shrunk while they
+	// run.
+	shrunk := func(nth int) []byte {
+		out := append([]byte(nil), session...)
+		for pos, seen := 0, 0; pos+vf.HeaderSize <= len(out); {
+			if vf.Request(le.Uint32(out[pos:])) == vf.SetMemTable {
+				if seen == nth {
+					le.PutUint32(out[pos+4:], le.Uint32(out[pos+4:])|flagShrink)
+				}
+				seen++
+			}
+			pos += vf.HeaderSize + int(le.Uint32(out[pos+8:]))
+		}
+		return out
+	}
 	return []fuzzSeed{
 		{session, mem},
+		{shrunk(0), mem},
+		{shrunk(1), mem},
 		{session[:len(session)/2], mem},
 		{single(vf.GetFeatures, vf.FlagVersion, nil), nil},
 		{single(vf.SetFeatures, 2, vf.U64(1)), nil},
