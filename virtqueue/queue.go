@@ -323,7 +323,12 @@ func (q *Queue) Push(c *Chain, written uint32) (notify bool) {
 	if l != nil && l.LogBuffer {
 		q.logWritten(l, c, uint64(written))
 	}
+	// Unlocked by a defer: writing the used ring or marking the log may
+	// fault (a front-end that shrank guest memory or the log), and the
+	// back-end recovers from that; a lock left held would then block
+	// every other chain being returned, and whoever waits for them.
 	q.pushMu.Lock()
+	defer q.pushMu.Unlock()
 	old := q.usedIdx
 	slot := int(old % q.cfg.Size)
 	elem := q.used[4+8*slot : 4+8*slot+8]
@@ -338,9 +343,7 @@ func (q *Queue) Push(c *Chain, written uint32) (notify bool) {
 		l.Log.Mark(l.UsedAddr+4+8*uint64(slot), 8)
 		l.Log.Mark(l.UsedAddr+2, 2)
 	}
-	notify = q.needsNotify(old, q.usedIdx)
-	q.pushMu.Unlock()
-	return notify
+	return q.needsNotify(old, q.usedIdx)
 }
 
 func (q *Queue) logWritten(l *UsedLog, c *Chain, n uint64) {
@@ -375,6 +378,7 @@ func (q *Queue) ArmNotify() (moreArrived bool) {
 	if q.cfg.EventIdx {
 		off := 4 + 8*int(q.cfg.Size)
 		q.pushMu.Lock()
+		defer q.pushMu.Unlock() // see Push
 		// avail_event shares a 32-bit word with nothing of ours only when
 		// aligned; write the u16 with a plain store, then fence with the
 		// atomic used-index store (a full barrier) before re-reading.
@@ -383,7 +387,6 @@ func (q *Queue) ArmNotify() (moreArrived bool) {
 		if l := q.log.Load(); l != nil {
 			l.Log.Mark(l.UsedAddr+uint64(off), 2)
 		}
-		q.pushMu.Unlock()
 	}
 	return q.HasAvailable()
 }

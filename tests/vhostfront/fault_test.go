@@ -83,10 +83,19 @@ func TestLogBasePastEndOfFile(t *testing.T) {
 // TestLogShrunk: the front-end shrinks the dirty log's file after
 // SET_LOG_BASE. Marking the log then faults; the queue that was marking
 // stops with an error (logged, and signalled on its error eventfd) instead
-// of the daemon dying, and runs again once the front-end restarts it with
-// the log whole again.
+// of the daemon dying, GET_VRING_BASE still stops it (with workers, chains
+// in flight on the broken queue still get through), and it runs again once
+// the front-end restarts it with the log whole again.
 func TestLogShrunk(t *testing.T) {
-	d, f, _ := startAndConnect(t, logOpts)
+	for _, workers := range []string{"0", "2"} {
+		t.Run("workers="+workers, func(t *testing.T) {
+			testLogShrunk(t, "--thread-pool-size="+workers)
+		})
+	}
+}
+
+func testLogShrunk(t *testing.T, args ...string) {
+	d, f, _ := startAndConnect(t, logOpts, args...)
 	q, err := f.StartQueue(1, 64)
 	if err != nil {
 		t.Fatal(err)
@@ -95,13 +104,18 @@ func TestLogShrunk(t *testing.T) {
 	if _, err := c.Init(); err != nil {
 		t.Fatal(err)
 	}
-	size := int64((f.Mem.End()/4096/8 + 4095) &^ 4095)
+	// The used ring is logged at a guest address of the front-end's
+	// choosing: one whose bits lie in the log's third page, while those of
+	// guest memory (64 MiB) lie in its first. Cutting the log to its first
+	// page lets the buffers be marked and makes marking the used ring
+	// fault, which the queue does holding its lock.
+	size := int64(3 * 4096)
 	logFD := memfdOf(t, size)
 	if err := setLogBase(f, logFD, uint64(size)); err != nil {
 		t.Fatalf("SET_LOG_BASE: %v", err)
 	}
 	a := q.Addr()
-	a.Flags, a.LogGuestA = 1, q.UsedAddr
+	a.Flags, a.LogGuestA = 1, 2*4096*8*4096
 	if err := f.Set(SetVringAddr, a.Encode(), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -111,12 +125,18 @@ func TestLogShrunk(t *testing.T) {
 	if _, err := c.GetAttr(RootID); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Ftruncate(logFD, 0); err != nil {
+	if err := unix.Ftruncate(logFD, 4096); err != nil {
 		t.Fatal(err)
 	}
-	q.Timeout = time.Second
-	if _, err := c.GetAttr(RootID); err == nil {
-		t.Error("a request was answered with its log pages gone")
+	// A burst, made available at once: with workers, several chains are
+	// served at once, and each faults when it is returned.
+	heads, used := getattrChains(t, f, q, c, 16)
+	for _, h := range heads {
+		q.SetAvailEntry(q.AvailIdx(), h)
+		q.StoreAvailIdx(q.AvailIdx() + 1)
+	}
+	if err := q.Kick(); err != nil {
+		t.Fatal(err)
 	}
 	waitLog(t, d, `queue broken; no longer processing it.*queue=1.*fault`)
 	if n, err := q.WaitError(timeout); err != nil || n == 0 {
@@ -127,21 +147,22 @@ func TestLogShrunk(t *testing.T) {
 	}
 
 	// The front-end makes the log whole again and restarts the queue.
+	f.Conn.Timeout = 5 * time.Second
+	base, err := f.GetVringBase(1)
+	if err != nil {
+		t.Fatalf("GET_VRING_BASE of the broken queue: %v", err)
+	}
 	if err := unix.Ftruncate(logFD, size); err != nil {
 		t.Fatal(err)
 	}
-	base, err := f.GetVringBase(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for q.Pending() {
+	for q.Pending() { // chains returned before the first fault
 		q.WaitTimeout(time.Second)
 	}
+	q.FreeDescs(used)
 	q.StoreAvailIdx(uint16(base))
 	if err := f.ConfigureQueue(q); err != nil {
 		t.Fatal(err)
 	}
-	q.Timeout = timeout
 	if _, err := c.GetAttr(RootID); err != nil {
 		t.Fatalf("after the restart: %v", err)
 	}
@@ -179,28 +200,7 @@ func testGuestMemoryShrunk(t *testing.T, args ...string) {
 	// in the lower half of the memory, buffers in the upper half. With
 	// workers, the first chain of a burst goes to one and the last is
 	// served on the poller.
-	var heads, used []uint16
-	for range 4 {
-		req := NewFUSERequest(OpGetattr, RootID).Raw(make([]byte, 16))
-		req.Header.Unique = c.NextUnique()
-		b := req.Encode()
-		addr, err := f.Mem.Put(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		reply, err := f.Mem.Buffer(4096)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids, err := q.AllocDescs(2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q.SetDesc(ids[0], Desc{Addr: addr, Len: uint32(len(b)), Flags: DescNext, Next: ids[1]})
-		q.SetDesc(ids[1], Desc{Addr: reply, Len: 4096, Flags: DescWrite})
-		heads = append(heads, ids[0])
-		used = append(used, ids...)
-	}
+	heads, used := getattrChains(t, f, q, c, 4)
 	half := int64(f.Mem.Size / 2)
 	if err := unix.Ftruncate(f.Mem.FD, half); err != nil {
 		t.Fatal(err)
@@ -249,4 +249,32 @@ func testGuestMemoryShrunk(t *testing.T, args ...string) {
 		t.Fatalf("queue 1 after its restart: %v", err)
 	}
 	closeAndCheck(t, d, f)
+}
+
+// getattrChains writes n GETATTR chains of c's into q without making them
+// available, and returns their heads and all the descriptors they took.
+func getattrChains(t *testing.T, f *Frontend, q *Queue, c *FUSE, n int) (heads, descs []uint16) {
+	t.Helper()
+	for range n {
+		req := NewFUSERequest(OpGetattr, RootID).Raw(make([]byte, 16))
+		req.Header.Unique = c.NextUnique()
+		b := req.Encode()
+		addr, err := f.Mem.Put(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply, err := f.Mem.Buffer(4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := q.AllocDescs(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.SetDesc(ids[0], Desc{Addr: addr, Len: uint32(len(b)), Flags: DescNext, Next: ids[1]})
+		q.SetDesc(ids[1], Desc{Addr: reply, Len: 4096, Flags: DescWrite})
+		heads = append(heads, ids[0])
+		descs = append(descs, ids...)
+	}
+	return heads, descs
 }
