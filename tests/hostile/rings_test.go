@@ -2,6 +2,7 @@ package hostile
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,9 +51,13 @@ func TestBrokenRing(t *testing.T) {
 			e.serves(e.hi)
 			e.serves(q2)
 
-			// The broken queue neither serves nor crashes on more kicks.
+			// The broken queue neither serves nor crashes on more kicks,
+			// nor logs its breakage again.
 			e.rq.Kick()
 			e.serves(q2)
+			if n := strings.Count(e.d.Output(), "queue broken; no longer processing it"); n != 1 {
+				t.Errorf("the broken queue was logged %d times, want once", n)
+			}
 
 			// The front-end stops it (GET_VRING_BASE), repairs the
 			// ring and starts it again where it left off.
