@@ -278,3 +278,33 @@ func getattrChains(t *testing.T, f *Frontend, q *Queue, c *FUSE, n int) (heads, 
 	}
 	return heads, descs
 }
+
+// TestGuestMemoryShrunkBeforeStart: the front-end shrinks guest memory to
+// nothing and then starts a queue. Starting it reads the used ring's index
+// on the connection's own goroutine, which faults: the back-end refuses
+// the message by ending the connection, and the daemon exits without a
+// crash.
+func TestGuestMemoryShrunkBeforeStart(t *testing.T) {
+	d, f, _ := startAndConnect(t, Options{})
+	q, err := f.NewQueue(1, 64) // laid out while the memory is whole
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Ftruncate(f.Mem.FD, 0); err != nil {
+		t.Fatal(err)
+	}
+	// From here on neither side may touch the memory: only messages.
+	if err := f.ConfigureQueue(q); err == nil {
+		t.Fatal("a queue in guest memory cut to nothing was started")
+	}
+	if err := f.Conn.WaitClosed(timeout); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Wait(timeout); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CheckNoCrash(); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, d, `SET_VRING_KICK: memory fault`)
+}
