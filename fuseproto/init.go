@@ -40,7 +40,7 @@ func doInit(c *call) syscall.Errno {
 		// A guest that reboots (or whose driver is reloaded) starts over
 		// with INIT on the same device and never sends DESTROY: drop
 		// what the old session held, as virtiofsd does, and start anew.
-		s.log.Info("INIT on a live session: the guest started over; dropping the old session")
+		s.logSession("INIT on a live session: the guest started over; dropping the old session")
 		s.fs.Destroy()
 		s.session.Store(nil)
 	}
@@ -83,7 +83,7 @@ func doInit(c *call) syscall.Errno {
 		return errno
 	}
 	if dropped := want & refusedFlags &^ fuse.CAP_INIT_EXT & kernelFlags; dropped != 0 {
-		s.log.Info("FUSE capabilities not supported by the request layer",
+		s.logSession("FUSE capabilities not supported by the request layer",
 			slog.String("flags", "0x"+strconv.FormatUint(dropped, 16)))
 	}
 	flags := (want&^refusedFlags | layerFlags) & kernelFlags
@@ -123,7 +123,7 @@ func doInit(c *call) syscall.Errno {
 		return errno
 	}
 	s.session.Store(sess)
-	s.log.Info("FUSE session initialized",
+	s.logSession("FUSE session initialized",
 		slog.Uint64("kernel_major", uint64(in.Major)),
 		slog.Uint64("kernel_minor", uint64(in.Minor)),
 		slog.Uint64("minor", uint64(minor)),
@@ -152,6 +152,6 @@ func doDestroy(c *call) syscall.Errno {
 	defer s.initMu.Unlock()
 	s.fs.Destroy()
 	s.session.Store(nil)
-	s.log.Info("FUSE session destroyed")
+	s.logSession("FUSE session destroyed")
 	return 0
 }

@@ -40,3 +40,23 @@ func TestWarningsRateLimited(t *testing.T) {
 		t.Errorf("%d warnings logged, want the burst of %d", n, warnlimit.Burst)
 	}
 }
+
+// TestSessionLogsRateLimited: a guest sending INIT and DESTROY in a loop
+// does not flood the log with session messages.
+func TestSessionLogsRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	s := NewServer(&fakeFS{quiet: true}, ServerOptions{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	for i := range 10 * warnlimit.Burst {
+		serve(t, s, initRequest(7, 38, 0), 4096)
+		if i%2 == 0 {
+			serve(t, s, request(opDestroy, 0, nil), 4096)
+		}
+	}
+	n := strings.Count(buf.String(), "level=INFO")
+	if n > warnlimit.Burst {
+		t.Errorf("%d session messages logged for %d INITs, want at most %d", n, 10*warnlimit.Burst, warnlimit.Burst)
+	}
+	if n == 0 || !strings.Contains(buf.String(), "FUSE session initialized") {
+		t.Errorf("no session message logged:\n%s", buf.String())
+	}
+}

@@ -55,6 +55,9 @@ type Server struct {
 	bufs  sync.Pool // *[]byte scratch for variable-size replies
 
 	warnings warnlimit.Limiter
+	// sessionLogs rate-limits the session's info logs (INIT, DESTROY):
+	// a guest can send those as often as it likes.
+	sessionLogs warnlimit.Limiter
 }
 
 // NewServer returns a Server that serves fs.
@@ -239,11 +242,30 @@ func (s *Server) HandleRequest(in [][]byte, out [][]byte) (n int) {
 	c := s.acquire(in, out)
 	defer func() {
 		if p := recover(); p != nil {
+			if isMemoryFault(p) {
+				// The request's buffers faulted (a transport that
+				// maps them, such as vhost-user, asked for a panic on
+				// fault): that is the transport's to handle, and any
+				// reply written here would fault again.
+				s.release(c)
+				panic(p)
+			}
 			n = s.recovered(c, p)
 		}
 		s.release(c)
 	}()
 	return s.serve(c)
+}
+
+// isMemoryFault reports whether a recovered panic is a memory fault raised
+// under debug.SetPanicOnFault: a runtime error with the faulting address.
+func isMemoryFault(p any) bool {
+	_, ok := p.(interface {
+		error
+		RuntimeError()
+		Addr() uintptr
+	})
+	return ok
 }
 
 // recovered is the backstop for a panic while serving c, in this package or
@@ -327,6 +349,22 @@ func (c *call) opName() string {
 	// Not via the table's names: this is reachable from the handlers,
 	// which the table's initializer refers to.
 	return "OPCODE_" + strconv.FormatUint(uint64(c.req.Header.Opcode), 10)
+}
+
+// logSession logs a session event at info level, rate-limited (see
+// Server.sessionLogs).
+func (s *Server) logSession(msg string, attrs ...slog.Attr) {
+	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	ok, suppressed := s.sessionLogs.Allow(time.Now())
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Int("suppressed", suppressed))
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
 }
 
 // warn logs a problem with a request, rate-limited: every warning is caused

@@ -26,6 +26,15 @@ func MapDirtyLog(fd int, size, offset uint64) (*DirtyLog, error) {
 	if size == 0 || size > 1<<40 || offset > 1<<40 {
 		return nil, fmt.Errorf("dirty log: bad size %#x or offset %#x", size, offset)
 	}
+	// As for guest memory (see mapRegion): marking a page past the end of
+	// the file would raise SIGBUS.
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("dirty log: %w", err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFREG && uint64(st.Size) < offset+size {
+		return nil, fmt.Errorf("dirty log: offset %#x + size %#x is past the end of its file (%#x bytes)", offset, size, st.Size)
+	}
 	mapping, err := unix.Mmap(fd, 0, int(size+offset), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("mmap dirty log: %w", err)
@@ -36,6 +45,8 @@ func MapDirtyLog(fd int, size, offset uint64) (*DirtyLog, error) {
 // Mark sets the bits of every page in the guest range [addr, addr+n). Bits
 // past the end of the log are ignored: the front-end sizes the log for all
 // of guest memory, so they can only come from a range we already refused.
+// So is a range that wraps around the address space (no translation gives
+// one).
 func (l *DirtyLog) Mark(addr, n uint64) {
 	if l == nil || n == 0 {
 		return

@@ -2,6 +2,7 @@ package guestmem
 
 import (
 	"errors"
+	"runtime/debug"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -158,5 +159,42 @@ func TestDirtyLogMark(t *testing.T) {
 	}
 	if _, err := MapDirtyLog(memfd(t, 16), 0, 0); err == nil {
 		t.Fatal("empty log accepted")
+	}
+}
+
+func TestDirtyLogPastEndOfFile(t *testing.T) {
+	for _, c := range []struct{ size, offset uint64 }{{8192, 0}, {4096, 1}, {1, 4096}} {
+		if l, err := MapDirtyLog(memfd(t, 4096), c.size, c.offset); err == nil {
+			l.Unmap()
+			t.Errorf("a log of %#x bytes at offset %#x in a 4 KiB file was mapped", c.size, c.offset)
+		}
+	}
+}
+
+// TestFaultRecovered: a log whose file shrank after it was mapped faults
+// when marked; with SetPanicOnFault the fault is a panic AsFault knows.
+func TestFaultRecovered(t *testing.T) {
+	fd := memfd(t, 4096)
+	dup, _ := unix.Dup(fd)
+	l, err := MapDirtyLog(dup, 4096, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unmap()
+	if err := unix.Ftruncate(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	err = func() (err error) {
+		defer func() { err = AsFault(recover()) }()
+		l.Mark(0, 1)
+		return nil
+	}()
+	var fe *FaultError
+	if !errors.As(err, &fe) || fe.Addr == 0 {
+		t.Fatalf("marking a shrunk log: %v, want a FaultError", err)
+	}
+	if AsFault(nil) != nil || AsFault("x") != nil {
+		t.Fatal("AsFault took a non-fault for a fault")
 	}
 }

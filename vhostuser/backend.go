@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -39,11 +40,8 @@ type Backend struct {
 	protocol    uint64 // acknowledged by SET_PROTOCOL_FEATURES
 	gotProtocol bool
 	mem         guestmem.Table
-	// dirtyLog is the log SET_LOG_BASE mapped; logs it replaced stay
-	// mapped in retiredLogs until the connection ends, since a worker
-	// may still be marking one.
+	// dirtyLog is the log SET_LOG_BASE mapped.
 	dirtyLog    *guestmem.DirtyLog
-	retiredLogs []*guestmem.DirtyLog
 	vrings      []*vring
 	poller      *kickPoller
 	transfer    *stateTransfer // the last device state transfer
@@ -97,6 +95,8 @@ func (b *Backend) offeredProtocol() uint64 {
 // breaks the protocol, which returns an error saying how. Either way every
 // ring is stopped and the guest memory unmapped before it returns.
 func (b *Backend) Serve(fd int) error {
+	// Starting a ring reads guest memory (see dispatchMessage).
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	c, err := newConn(fd)
 	if err != nil {
 		return err
@@ -118,18 +118,16 @@ func (b *Backend) Serve(fd int) error {
 			v.closeFDs()
 		}
 		b.poller.close()
-		if b.transfer != nil {
-			<-b.transfer.done
-		}
+		// Closed before the transfer is waited for: a CHECK_DEVICE_STATE
+		// answer it may be writing fails instead of blocking on a
+		// front-end that no longer reads.
+		c.close()
+		b.cancelTransfer("the connection ended")
 		close(b.jobs)
 		b.workersDone.Wait()
 		rawsys.AddProcs(-b.opts.Workers)
 		b.mem.Store(nil).Unmap()
 		b.dirtyLog.Unmap()
-		for _, l := range b.retiredLogs {
-			l.Unmap()
-		}
-		c.close()
 	}()
 	for {
 		m, err := b.conn.read()
@@ -148,20 +146,54 @@ func (b *Backend) Serve(fd int) error {
 
 func (b *Backend) worker() {
 	defer b.workersDone.Done()
-	for j := range b.jobs {
-		b.serve(j)
+	// A chain's buffers and the dirty log are guest-controlled mappings:
+	// a fault while serving breaks that chain's ring (see serveJobs).
+	debug.SetPanicOnFault(true)
+	for b.serveJobs() {
 	}
 }
 
-// serve has the device serve one chain and returns it to the driver.
+// serveJobs serves jobs until the channel closes, which returns false, or
+// until a memory fault, which breaks the ring of the job that faulted and
+// returns true. The recovery is set up once per fault, not per job.
+func (b *Backend) serveJobs() (more bool) {
+	var cur *job
+	defer func() {
+		if cur == nil {
+			return
+		}
+		r := recover()
+		err := guestmem.AsFault(r)
+		if err == nil {
+			panic(r)
+		}
+		cur.ring.fail(err)
+		cur.ring.inflight.Done()
+		more = true
+	}()
+	for j := range b.jobs {
+		cur = j
+		b.serve(j)
+		cur = nil
+	}
+	return false
+}
+
+// serve has the device serve a chain a worker took and returns it to the
+// driver.
 func (b *Backend) serve(j *job) {
 	v := j.ring
-	n := b.dev.Serve(v.index, &j.chain)
-	if v.q.Push(&j.chain, n) {
-		v.signal()
-	}
+	b.serveChain(v, &j.chain)
 	v.inflight.Done()
 	b.putJob(j)
+}
+
+// serveChain has the device serve c and returns it to the driver.
+func (b *Backend) serveChain(v *vring, c *virtqueue.Chain) {
+	n := b.dev.Serve(v.index, c)
+	if v.q.Push(c, n) {
+		v.signal()
+	}
 }
 
 func (b *Backend) getJob(v *vring) *job {
@@ -194,7 +226,7 @@ func reqErr(format string, args ...any) error { return requestError{fmt.Errorf(f
 // handle serves one message. A returned error ends the connection.
 func (b *Backend) handle(m *message) error {
 	b.log.Debug("vhost-user message", "req", m.req.String(), "size", len(m.payload), "fds", len(m.fds))
-	replied, err := b.dispatch(m)
+	replied, err := b.dispatchMessage(m)
 	closeFDs(m.fds) // whatever dispatch did not keep (it sets kept ones to -1)
 	var rerr requestError
 	if errors.As(err, &rerr) {
@@ -228,6 +260,22 @@ func (b *Backend) ring(index uint32) (*vring, error) {
 		return nil, fmt.Errorf("queue index %d out of range (%d queues)", index, len(b.vrings))
 	}
 	return b.vrings[index], nil
+}
+
+// dispatchMessage is dispatch, with a memory fault (starting a ring reads
+// guest memory, whose file the front-end may have shrunk) turned into an
+// error that ends the connection.
+func (b *Backend) dispatchMessage(m *message) (replied bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ferr := guestmem.AsFault(r)
+			if ferr == nil {
+				panic(r)
+			}
+			replied, err = false, ferr
+		}
+	}()
+	return b.dispatch(m)
 }
 
 // dispatch serves m and reports whether it already sent the reply.
@@ -306,14 +354,14 @@ func (b *Backend) dispatch(m *message) (replied bool, err error) {
 			return false, fmt.Errorf("enable value %d", num)
 		}
 		v.enabled.Store(num == 1)
-		b.poller.poke()
+		b.poller.poke(v)
 		return false, nil
 	case GetConfig:
 		return true, b.getConfig(m)
 	case SetDeviceStateFD:
 		return true, b.setDeviceStateFD(m)
 	case CheckDeviceState:
-		return true, b.checkDeviceState(m)
+		return true, b.checkDeviceState(m) // answered now or when the transfer ends
 	case SetConfig:
 		return false, reqErr("the device's configuration space is read-only")
 	default:
@@ -323,6 +371,7 @@ func (b *Backend) dispatch(m *message) (replied bool, err error) {
 
 // reset stops every ring and drops the device's state.
 func (b *Backend) reset() {
+	b.cancelTransfer("the device was reset")
 	for _, v := range b.vrings {
 		v.stop()
 		v.closeFDs()
@@ -526,11 +575,9 @@ func (b *Backend) setVringFD(m *message) error {
 		if fd, err = takeFD(m); err != nil {
 			return err
 		}
-		if m.req != SetVringErr {
-			if err := checkEventFD(fd); err != nil {
-				unix.Close(fd)
-				return fmt.Errorf("queue %d: %w", v.index, err)
-			}
+		if err := checkEventFD(fd); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("queue %d: %w", v.index, err)
 		}
 	} else if len(m.fds) != 0 {
 		return fmt.Errorf("invalid-descriptor flag set but %d descriptors sent", len(m.fds))
@@ -547,10 +594,14 @@ func (b *Backend) setVringFD(m *message) error {
 		v.setCall(fd)
 		return nil
 	case SetVringErr:
-		if v.errFD >= 0 {
-			unix.Close(v.errFD)
+		// fail writes it with a raw system call, which must not block.
+		if fd >= 0 {
+			if err := unix.SetNonblock(fd, true); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("queue %d error descriptor: %w", v.index, err)
+			}
 		}
-		v.errFD = fd
+		v.setErr(fd)
 		return nil
 	}
 	// SET_VRING_KICK (re)starts the ring.
@@ -570,7 +621,8 @@ func (b *Backend) setVringFD(m *message) error {
 	return v.start(b, mem)
 }
 
-// checkEventFD refuses a kick or call descriptor that cannot be an eventfd.
+// checkEventFD refuses a kick, call or error descriptor that cannot be an
+// eventfd.
 // Eventfds are anonymous inodes, with no file type in their mode; a pipe,
 // a device such as /dev/zero or a regular file would make a ring spin or
 // block.
@@ -621,12 +673,26 @@ func (b *Backend) setLogBase(m *message) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if b.dirtyLog != nil {
-		b.retiredLogs = append(b.retiredLogs, b.dirtyLog)
+	// The log replaced may be being marked by the poller or a worker: stop
+	// the running rings, so that it can go at once (a front-end repeating
+	// SET_LOG_BASE would otherwise pile up mappings), and restart them on
+	// the new log where they stopped, as a new memory table does.
+	var running []*vring
+	for _, v := range b.vrings {
+		if v.running() {
+			v.stop()
+			running = append(running, v)
+		}
 	}
+	b.dirtyLog.Unmap()
 	b.dirtyLog = l
-	b.applyLogging()
-	b.log.Info("dirty log mapped", "size", size)
+	mem := b.mem.Load()
+	for _, v := range running {
+		if err := v.start(b, mem); err != nil {
+			return false, err
+		}
+	}
+	b.log.Debug("dirty log mapped", "size", size)
 	return true, b.conn.replyU64(m.req, 0)
 }
 

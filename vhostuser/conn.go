@@ -70,11 +70,11 @@ func (c *conn) read() (*message, error) {
 		return nil, err
 	}
 	if n < headerSize {
-		var more []int
-		if _, more, err = c.recvFull(c.hdr[n:]); err != nil {
+		_, more, err := c.recvFull(c.hdr[n:])
+		fds = append(fds, more...) // before the error check: fail closes them
+		if err != nil {
 			return fail(fmt.Errorf("read message header: %w", err))
 		}
-		fds = append(fds, more...)
 	}
 	m := &message{
 		req:   Request(binary.LittleEndian.Uint32(c.hdr[0:])),

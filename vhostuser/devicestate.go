@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // StateDevice is a Device whose state moves with a live migration
@@ -34,13 +37,27 @@ const statePhaseStopped = 0
 // back-end returns no channel of its own and uses the front-end's.
 const stateReplyNoFD = 1 << 8
 
-// stateTransfer is a save or load running over the front-end's pipe, so
-// that the connection keeps answering messages; CHECK_DEVICE_STATE waits
-// for its outcome.
+// stateTransfer is a save or load running over the front-end's pipe on a
+// goroutine of its own, so that the connection keeps reading messages
+// while it runs: a front-end that never closes the pipe cannot hang the
+// message loop, and its disconnect still ends the daemon.
+//
+// CHECK_DEVICE_STATE is answered when the transfer ends: at once if it has,
+// otherwise by the transfer's goroutine. QEMU sends it after the pipe
+// reached EOF (save) or after closing its end (load), and waits for the
+// answer before sending anything else. A message that needs the device to
+// itself (a queue starting, a reset, the connection ending) cancels a
+// transfer still running: its pipe is closed under it, it fails, and a
+// CHECK_DEVICE_STATE reports the failure.
 type stateTransfer struct {
 	direction uint32
+	f         *os.File // the pipe; non-blocking, so closing it interrupts the transfer
 	done      chan struct{}
 	err       error // set before done is closed
+
+	mu       sync.Mutex
+	finished bool // protected by mu
+	checks   int  // CHECK_DEVICE_STATE messages waiting for the outcome; protected by mu
 }
 
 // setDeviceStateFD starts a transfer and answers with the invalid-FD flag
@@ -58,6 +75,12 @@ func (b *Backend) setDeviceStateFD(m *message) error {
 	if err != nil {
 		return err
 	}
+	// Non-blocking, the file goes through the netpoller, where Close
+	// interrupts a read or write that waits for the front-end.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("device state descriptor: %w", err)
+	}
 	f := os.NewFile(uintptr(fd), "device state")
 	fail := func(format string, args ...any) error {
 		f.Close()
@@ -69,7 +92,7 @@ func (b *Backend) setDeviceStateFD(m *message) error {
 		return fail("unknown transfer direction %d", direction)
 	case phase != statePhaseStopped:
 		return fail("unknown migration phase %d", phase)
-	case b.transfer != nil && !b.transfer.finished():
+	case b.transfer != nil && !b.transfer.isFinished():
 		return fail("a transfer is already running")
 	}
 	for _, v := range b.vrings {
@@ -80,31 +103,58 @@ func (b *Backend) setDeviceStateFD(m *message) error {
 			return fail("queue %d is still running", v.index)
 		}
 	}
-	t := &stateTransfer{direction: direction, done: make(chan struct{})}
+	t := &stateTransfer{direction: direction, f: f, done: make(chan struct{})}
 	b.transfer = t
-	go func() {
-		defer close(t.done)
-		defer f.Close()
-		if direction == stateSave {
-			t.err = sd.SaveState(f)
-			// Closing signals EOF: without an error the front-end
-			// could not tell a cut state from a whole one, so
-			// CHECK_DEVICE_STATE reports the outcome.
-		} else {
-			t.err = sd.LoadState(f)
-		}
-	}()
+	go b.runTransfer(t, sd)
 	b.log.Info("device state transfer started", "direction", directionName(direction))
 	return b.conn.replyU64(m.req, stateReplyNoFD)
 }
 
-func (t *stateTransfer) finished() bool {
-	select {
-	case <-t.done:
-		return true
-	default:
-		return false
+// runTransfer saves or loads the state, then answers the
+// CHECK_DEVICE_STATE messages that came meanwhile.
+func (b *Backend) runTransfer(t *stateTransfer, sd StateDevice) {
+	defer close(t.done)
+	var err error
+	if t.direction == stateSave {
+		err = sd.SaveState(t.f)
+	} else {
+		err = sd.LoadState(t.f)
 	}
+	// Closing signals EOF: without an error the front-end could not
+	// tell a cut state from a whole one, so CHECK_DEVICE_STATE reports
+	// the outcome.
+	if cerr := t.f.Close(); cerr != nil && err == nil && !errors.Is(cerr, os.ErrClosed) {
+		err = cerr
+	}
+	t.mu.Lock()
+	t.err, t.finished = err, true
+	checks := t.checks
+	t.checks = 0
+	t.mu.Unlock()
+	for range checks {
+		if rerr := b.answerCheck(t); rerr != nil {
+			b.log.Debug("answering CHECK_DEVICE_STATE", "err", rerr)
+			return
+		}
+	}
+}
+
+func (t *stateTransfer) isFinished() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.finished
+}
+
+// cancelTransfer ends a transfer still running (see stateTransfer) and
+// waits for its goroutine.
+func (b *Backend) cancelTransfer(why string) {
+	t := b.transfer
+	if t == nil || t.isFinished() {
+		return
+	}
+	b.log.Warn("device state transfer cancelled", "direction", directionName(t.direction), "because", why)
+	t.f.Close()
+	<-t.done
 }
 
 func directionName(d uint32) string {
@@ -114,24 +164,33 @@ func directionName(d uint32) string {
 	return "load"
 }
 
-// checkDeviceState waits for the transfer and reports its outcome: 0 for
-// success.
+// checkDeviceState reports the transfer's outcome, 0 for success, once it
+// has ended (see stateTransfer).
 func (b *Backend) checkDeviceState(m *message) error {
 	if b.protocol&ProtocolDeviceState == 0 {
 		return fmt.Errorf("CHECK_DEVICE_STATE without VHOST_USER_PROTOCOL_F_DEVICE_STATE")
 	}
 	t := b.transfer
-	var err error
 	if t == nil {
-		err = errors.New("no device state transfer took place")
-	} else {
-		<-t.done
-		err = t.err
-	}
-	if err != nil {
-		b.log.Error("device state transfer failed", "err", err)
+		b.log.Error("device state transfer failed", "err", "no device state transfer took place")
 		return b.conn.replyU64(m.req, 1)
 	}
+	t.mu.Lock()
+	if !t.finished {
+		t.checks++
+		t.mu.Unlock()
+		return nil
+	}
+	t.mu.Unlock()
+	return b.answerCheck(t)
+}
+
+// answerCheck answers a CHECK_DEVICE_STATE for the finished transfer t.
+func (b *Backend) answerCheck(t *stateTransfer) error {
+	if t.err != nil {
+		b.log.Error("device state transfer failed", "err", t.err)
+		return b.conn.replyU64(CheckDeviceState, 1)
+	}
 	b.log.Info("device state transfer succeeded", "direction", directionName(t.direction))
-	return b.conn.replyU64(m.req, 0)
+	return b.conn.replyU64(CheckDeviceState, 0)
 }

@@ -4,8 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
-	"sync"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ferryfs/ferryfs/guestmem"
 	"github.com/ferryfs/ferryfs/internal/rawsys"
 )
 
@@ -61,24 +61,24 @@ import (
 // than reading it (virtiofsd reads it), and a kick descriptor that is not an
 // eventfd (a pipe, /dev/zero: always readable) gives one edge, not a busy
 // loop.
+//
+// Ownership of the kick descriptors: the connection's goroutine adds a
+// ring's descriptor to the epoll set when the ring starts and deletes it
+// when the ring stops, before the ring may close it (epoll_ctl is safe
+// beside a running epoll_wait). The poller never names a descriptor
+// itself: an event carries the ring's index, and drain checks under
+// vring.serving that the ring still runs. So a descriptor the ring closed,
+// and whose number the process reused meanwhile, is never watched by
+// mistake.
 type kickPoller struct {
 	b       *Backend
 	log     *slog.Logger
-	wakeFD  int // eventfd: the ring set changed, or the poller must end
+	wakeFD  int // eventfd: a ring wants draining, or the poller must end
+	ep      int // epoll instance: the wake eventfd (tag 0) and each running ring's kick descriptor (tag index+1)
 	netpoll *netpollWaiter
 
-	mu      sync.Mutex
-	rings   []polled // the running rings, protected by mu
-	changed atomic.Bool
 	closing atomic.Bool
 	done    chan struct{}
-}
-
-// polled is a ring and the kick descriptor it had when it was added; the
-// poller does not read vring.kickFD outside vring.serving.
-type polled struct {
-	v    *vring
-	kick int32
 }
 
 // waitMask is the signal mask during a raw wait: the kernel's sigset_t
@@ -111,12 +111,23 @@ func startPoller(b *Backend) (*kickPoller, error) {
 	if err != nil {
 		return nil, err
 	}
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		unix.Close(wake)
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: 0}); err != nil {
+		unix.Close(ep)
+		unix.Close(wake)
+		return nil, fmt.Errorf("epoll_ctl wake eventfd: %w", err)
+	}
 	netpoll, err := newNetpollWaiter()
 	if err != nil {
+		unix.Close(ep)
 		unix.Close(wake)
 		return nil, err
 	}
-	p := &kickPoller{b: b, log: b.log, wakeFD: wake, netpoll: netpoll, done: make(chan struct{})}
+	p := &kickPoller{b: b, log: b.log, wakeFD: wake, ep: ep, netpoll: netpoll, done: make(chan struct{})}
 	rawsys.AddProcs(1)
 	go p.run()
 	return p, nil
@@ -128,6 +139,7 @@ func (p *kickPoller) close() {
 	p.wake()
 	<-p.done
 	p.netpoll.close()
+	unix.Close(p.ep)
 	unix.Close(p.wakeFD)
 	rawsys.AddProcs(-1)
 }
@@ -136,83 +148,56 @@ func (p *kickPoller) wake() {
 	unix.RawSyscall(unix.SYS_WRITE, uintptr(p.wakeFD), uintptr(unsafe.Pointer(eventOne)), 8)
 }
 
-// add starts polling v's kick descriptor and drains v once.
-func (p *kickPoller) add(v *vring) {
-	p.mu.Lock()
-	p.rings = append(p.rings, polled{v, int32(v.kickFD)})
-	p.mu.Unlock()
-	p.changed.Store(true)
-	p.wake()
+// add starts watching v's kick descriptor and has the poller drain v once:
+// it may hold chains from before it was (re)started, for which no kick will
+// come. Only the connection's goroutine calls it, for a started ring.
+func (p *kickPoller) add(v *vring) error {
+	err := unix.EpollCtl(p.ep, unix.EPOLL_CTL_ADD, v.kickFD, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(v.index + 1)})
+	if err != nil {
+		return fmt.Errorf("kick descriptor cannot be waited for: %w", err)
+	}
+	p.poke(v)
+	return nil
 }
 
-// remove stops polling v. v.stopping must be set; when remove returns the
-// poller no longer touches v's queue or kick descriptor.
+// remove stops watching v's kick descriptor, which v may close once remove
+// returns. The poller may still be draining v, or about to drain it for an
+// event it took before; v.stopping, set before remove, makes such a drain
+// do nothing, and vring.quiesce waits for one in progress.
 func (p *kickPoller) remove(v *vring) {
-	p.forget(v)
-	p.wake()
-	// The poller checks stopping under serving before it drains v or
-	// reads its kick descriptor.
-	v.serving.Lock()
-	v.serving.Unlock()
+	err := unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, v.kickFD, nil)
+	if err != nil && err != unix.ENOENT && err != unix.EPERM { // not added: add failed (see vring.start)
+		// The descriptor is open (only the ring closes it, after this),
+		// so this does not happen; were it to, the ring's index in the
+		// event keeps the poller from draining the wrong ring.
+		p.log.Error("kick descriptor cannot be removed from the poller", "queue", v.index, "err", err)
+	}
 }
 
-// forget drops v from the set the poller rebuilds its descriptors from.
-func (p *kickPoller) forget(v *vring) {
-	p.mu.Lock()
-	p.rings = slices.DeleteFunc(p.rings, func(r polled) bool { return r.v == v })
-	p.mu.Unlock()
-	p.changed.Store(true)
-}
-
-// poke makes the poller look at every ring again (a ring was enabled).
-func (p *kickPoller) poke() {
-	p.changed.Store(true)
+// poke has the poller drain v once (v was started or enabled).
+func (p *kickPoller) poke(v *vring) {
+	v.drainPending.Store(true)
 	p.wake()
 }
 
 func (p *kickPoller) run() {
 	defer close(p.done)
+	debug.SetPanicOnFault(true) // see drain
 	var (
-		rings  []polled // the set ep watches: event tag i+1 is rings[i], 0 the wake eventfd
-		ep     = -1
 		events [8]unix.EpollEvent
 		buf    [8]byte // the wake eventfd's counter
 	)
-	defer func() {
-		if ep >= 0 {
-			unix.Close(ep)
-		}
-	}()
-	p.changed.Store(true) // build the first set
+	rings := p.b.vrings
 	raw := true
 	parked := time.Now() // when the poller last went through the netpoller
 	for !p.closing.Load() {
-		if p.changed.Swap(false) {
-			p.mu.Lock()
-			rings = append(rings[:0], p.rings...)
-			p.mu.Unlock()
-			if ep >= 0 {
-				unix.Close(ep)
-			}
-			var err error
-			if ep, err = p.watch(rings); err != nil {
-				p.log.Error("waiting for kicks; no longer processing any queue", "err", err)
-				return
-			}
-			// A ring may hold chains from before it was (re)started
-			// or enabled, for which no kick will come.
-			for _, r := range rings {
-				p.drain(r.v)
-			}
-			continue // the set may have changed again meanwhile
-		}
 		var (
 			n   int
 			err error
 		)
 		if raw && time.Since(parked) < parkEvery {
 			// A wait that times out ends the raw mode.
-			r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(rawIdle/time.Millisecond),
+			r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(rawIdle/time.Millisecond),
 				uintptr(unsafe.Pointer(&waitMask)), unsafe.Sizeof(waitMask))
 			switch {
 			case errno == unix.EINTR:
@@ -225,7 +210,7 @@ func (p *kickPoller) run() {
 			}
 			n = int(r)
 		} else {
-			n, err = p.netpoll.wait(ep, events[:])
+			n, err = p.netpoll.wait(p.ep, events[:])
 			parked = time.Now()
 		}
 		if err != nil {
@@ -236,60 +221,48 @@ func (p *kickPoller) run() {
 			tag := int(ev.Fd)
 			if tag == 0 {
 				unix.RawSyscall(unix.SYS_READ, uintptr(p.wakeFD), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+				// Rarely (a ring started or enabled): look at each.
+				for _, v := range rings {
+					if v.drainPending.Load() && v.drainPending.Swap(false) {
+						p.drain(v)
+					}
+				}
 				continue
 			}
 			if tag > len(rings) {
-				continue // from a set before the last change
+				continue // not a tag add gives
 			}
-			r := rings[tag-1]
 			raw = true
-			if broken := p.drain(r.v); broken {
-				p.forget(r.v)
-			}
+			p.drain(rings[tag-1])
 		}
 	}
 }
 
-// watch returns a new epoll instance watching the wake eventfd and the kick
-// descriptors of rings. A kick descriptor epoll refuses (a regular file,
-// which a broken front-end may send) breaks its ring only.
-func (p *kickPoller) watch(rings []polled) (int, error) {
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return -1, fmt.Errorf("epoll_create1: %w", err)
-	}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, p.wakeFD, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: 0}); err != nil {
-		unix.Close(ep)
-		return -1, fmt.Errorf("epoll_ctl wake eventfd: %w", err)
-	}
-	for i, r := range rings {
-		err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, int(r.kick), &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(i + 1)})
-		if err != nil {
-			r.v.log.Error("kick descriptor cannot be waited for; no longer processing the queue", "queue", r.v.index, "err", err)
-			r.v.serving.Lock()
-			r.v.broken = true
-			r.v.serving.Unlock()
-			p.forget(r.v)
-		}
-	}
-	return ep, nil
-}
-
-// drain serves v's available chains. It reports whether v is broken.
-func (p *kickPoller) drain(v *vring) (broken bool) {
+// drain serves v's available chains.
+//
+// The poller touches guest memory and the dirty log here only, and runs
+// with SetPanicOnFault: a fault (the front-end shrank a file under its
+// mapping) breaks the ring instead of killing the daemon.
+func (p *kickPoller) drain(v *vring) {
 	v.serving.Lock()
-	defer v.serving.Unlock()
-	if v.stopping.Load() || v.broken {
-		return v.broken
-	}
-	if !v.enabled.Load() {
-		return false
+	defer func() {
+		if r := recover(); r != nil {
+			err := guestmem.AsFault(r)
+			if err == nil {
+				panic(r)
+			}
+			v.fail(err)
+		}
+		v.serving.Unlock()
+	}()
+	// A ring that stopped since the event was taken, or never started
+	// (a stale pending drain), has no queue to drain.
+	if v.stopping.Load() || v.q == nil || v.broken.Load() || !v.enabled.Load() {
+		return
 	}
 	if err := v.drainRing(p.b); err != nil {
-		v.log.Error("queue broken; no longer processing it", "queue", v.index, "err", err)
-		v.broken = true
+		v.fail(err)
 	}
-	return v.broken
 }
 
 // netpollWaiter waits for an epoll instance's events in the runtime's

@@ -18,7 +18,8 @@ import (
 // goroutine that processes it once started.
 //
 // Configuration fields are only touched by the connection's goroutine. The
-// processing goroutine and the workers use q, call and enabled.
+// kick poller and the workers use q, the call and error descriptors,
+// enabled and broken.
 type vring struct {
 	index int
 	log   *slog.Logger
@@ -27,21 +28,25 @@ type vring struct {
 	addr    vringAddr
 	addrSet bool
 	base    uint16
-	kickFD  int // -1 when unset
-	errFD   int
+	kickFD  int // -1 when unset; in the poller's epoll set while the ring runs
 
 	enabled atomic.Bool
 
 	callMu sync.RWMutex
 	callFD int // protected by callMu; -1 when unset
+	errMu  sync.Mutex
+	errFD  int // protected by errMu; -1 when unset
 
-	// Set while the ring runs. The poller reads q, kickFD and broken
-	// under serving, so the connection's goroutine changes them under it
-	// too.
-	q        *virtqueue.Queue
-	poller   *kickPoller
-	serving  sync.Mutex
-	broken   bool // the queue or its kick descriptor failed
+	// Set while the ring runs. The poller drains the ring under serving
+	// only, so the connection's goroutine changes q under it too.
+	q       *virtqueue.Queue
+	poller  *kickPoller
+	serving sync.Mutex
+	// drainPending asks the poller to drain the ring without a kick.
+	drainPending atomic.Bool
+	// broken is set when the queue, its memory or its kick descriptor
+	// failed; the ring serves nothing more until it is started again.
+	broken   atomic.Bool
 	stopping atomic.Bool
 	inflight sync.WaitGroup
 }
@@ -71,6 +76,33 @@ func (v *vring) signal() {
 	v.callMu.RUnlock()
 }
 
+// fail stops serving the ring for good (until it is started again): logs
+// why, once, and tells the front-end through the error eventfd
+// (SET_VRING_ERR), which QEMU reports.
+func (v *vring) fail(err error) {
+	if !v.broken.CompareAndSwap(false, true) {
+		return
+	}
+	v.log.Error("queue broken; no longer processing it", "queue", v.index, "err", err)
+	v.errMu.Lock()
+	if v.errFD >= 0 {
+		// Non-blocking (see setVringFD): a saturated counter has told
+		// the front-end already.
+		unix.RawSyscall(unix.SYS_WRITE, uintptr(v.errFD), uintptr(unsafe.Pointer(eventOne)), 8)
+	}
+	v.errMu.Unlock()
+}
+
+func (v *vring) setErr(fd int) {
+	v.errMu.Lock()
+	old := v.errFD
+	v.errFD = fd
+	v.errMu.Unlock()
+	if old >= 0 {
+		unix.Close(old)
+	}
+}
+
 func (v *vring) setCall(fd int) {
 	v.callMu.Lock()
 	old := v.callFD
@@ -82,15 +114,12 @@ func (v *vring) setCall(fd int) {
 }
 
 // setKickFD replaces the kick descriptor, closing the old one; the ring
-// must be stopped.
+// must be stopped (so the poller no longer watches the old one).
 func (v *vring) setKickFD(fd int) {
-	v.serving.Lock()
-	old := v.kickFD
-	v.kickFD = fd
-	v.serving.Unlock()
-	if old >= 0 {
-		unix.Close(old)
+	if v.kickFD >= 0 {
+		unix.Close(v.kickFD)
 	}
+	v.kickFD = fd
 }
 
 // start begins processing with memory mem; the ring must be fully
@@ -99,6 +128,9 @@ func (v *vring) start(b *Backend, mem *guestmem.Memory) error {
 	if v.num == 0 || !v.addrSet || v.kickFD < 0 {
 		return nil // not configured yet; a later message starts it
 	}
+	// A request served now could change what a save has not written
+	// yet, or be undone by a load.
+	b.cancelTransfer(fmt.Sprintf("queue %d started", v.index))
 	toGuest := func(what string, uaddr, n uint64) (uint64, error) {
 		g, err := mem.UserToGuest(uaddr, n)
 		if err != nil {
@@ -128,11 +160,17 @@ func (v *vring) start(b *Backend, mem *guestmem.Memory) error {
 		return fmt.Errorf("queue %d: %w", v.index, err)
 	}
 	v.serving.Lock()
-	v.q, v.broken, v.poller = q, false, b.poller
+	v.q, v.poller = q, b.poller
+	v.broken.Store(false)
 	v.stopping.Store(false)
 	v.serving.Unlock()
 	b.applyRingLogging(v)
-	b.poller.add(v)
+	if err := b.poller.add(v); err != nil {
+		// Running but broken, as if it had failed later: stop and a
+		// new start repair it.
+		v.fail(err)
+		return nil
+	}
 	v.log.Debug("queue started", "queue", v.index, "size", v.num, "base", v.base)
 	return nil
 }
@@ -145,21 +183,30 @@ func (v *vring) stop() {
 	}
 	v.stopping.Store(true)
 	v.poller.remove(v)
+	v.base = v.quiesce()
+	// Chains handed to workers are returned (or failed) before the
+	// queue goes.
 	v.inflight.Wait()
 	v.serving.Lock()
-	v.base = v.q.LastAvail()
 	v.q = nil
 	v.serving.Unlock()
 	v.log.Debug("queue stopped", "queue", v.index, "base", v.base)
 }
 
+// quiesce waits until the poller has let go of a stopping ring, and
+// returns the ring's position: the poller pops chains only under serving
+// and no longer once stopping is set, so after quiesce has held serving
+// nothing more is taken from the ring (and inflight no longer grows).
+func (v *vring) quiesce() (lastAvail uint16) {
+	v.serving.Lock()
+	defer v.serving.Unlock()
+	return v.q.LastAvail()
+}
+
 // closeFDs releases the descriptors the front-end gave for this ring.
 func (v *vring) closeFDs() {
 	v.setKickFD(-1)
-	if v.errFD >= 0 {
-		unix.Close(v.errFD)
-		v.errFD = -1
-	}
+	v.setErr(-1)
 	v.setCall(-1)
 }
 
@@ -167,7 +214,7 @@ func (v *vring) closeFDs() {
 // driver for a kick for the next one.
 func (v *vring) drainRing(b *Backend) error {
 	for {
-		for !v.stopping.Load() {
+		for !v.stopping.Load() && !v.broken.Load() {
 			j := b.getJob(v)
 			ok, err := v.q.Pop(&j.chain)
 			if err != nil || !ok {
@@ -185,8 +232,8 @@ func (v *vring) drainRing(b *Backend) error {
 				b.putJob(j)
 				continue
 			}
-			v.inflight.Add(1)
 			if b.opts.Workers > 0 && v.q.HasAvailable() {
+				v.inflight.Add(1)
 				b.jobs <- j
 				continue
 			}
@@ -197,9 +244,13 @@ func (v *vring) drainRing(b *Backend) error {
 			// which profiling showed to be most of the daemon's CPU
 			// time. Chains that arrive meanwhile wait for at most this
 			// one request; with workers, bursts still spread over them.
-			b.serve(j)
+			// It is not counted in inflight: stop waits for the poller
+			// to let go of the ring anyway, and a fault while serving
+			// it (see kickPoller.drain) would leave the count up.
+			b.serveChain(v, &j.chain)
+			b.putJob(j)
 		}
-		if v.stopping.Load() || !v.q.ArmNotify() {
+		if v.stopping.Load() || v.broken.Load() || !v.q.ArmNotify() {
 			return nil
 		}
 	}

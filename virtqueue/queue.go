@@ -8,8 +8,9 @@
 // refuses ranges outside guest memory; a chain is bounded in length, may not
 // loop, may not nest indirect tables and must put device-readable buffers
 // before device-writable ones. A bad chain is returned to the driver as used
-// with nothing written; only a ring that cannot be followed at all (its
-// indices make no sense) stops the queue.
+// with nothing written, except one whose head does not exist, which cannot
+// be named in the used ring and is skipped; only a ring that cannot be
+// followed at all (its available index makes no sense) stops the queue.
 package virtqueue
 
 import (
@@ -46,6 +47,12 @@ const maxSlicesPerBuffer = 4
 // ErrBrokenRing means the driver's ring indices make no sense; the queue
 // cannot be processed any further.
 var ErrBrokenRing = errors.New("virtqueue broken")
+
+// ErrInvalidHead is wrapped by Chain.Err for an available entry naming a
+// descriptor that does not exist. There is nothing to return for it: Push
+// ignores such a chain, and the next entries are served as usual (as
+// virtiofsd does).
+var ErrInvalidHead = errors.New("available head out of range")
 
 // Config describes a queue as the front-end set it up.
 type Config struct {
@@ -107,6 +114,16 @@ func New(cfg Config, mem *guestmem.Memory) (*Queue, error) {
 	if q.used, err = mem.Slice(cfg.UsedAddr, 6+8*n); err != nil {
 		return nil, fmt.Errorf("used ring: %w", err)
 	}
+	// The ring indices are read and written with aligned 32-bit atomics
+	// (load16, storeUsedIdx), which need the host addresses aligned too;
+	// aligned guest addresses do not make them so when a region's mmap
+	// offset or guest address is not aligned. Unaligned, a load16 at the
+	// end of a word would read half the index, and an atomic would split
+	// a cache line (x86) or fault (other architectures).
+	if uintptrOf(&q.desc[0])%16 != 0 || uintptrOf(&q.avail[0])%2 != 0 || uintptrOf(&q.used[0])%4 != 0 {
+		return nil, fmt.Errorf("misaligned ring addresses in host memory (desc %#x avail %#x used %#x): a memory region's offset or guest address is misaligned",
+			cfg.DescAddr, cfg.AvailAddr, cfg.UsedAddr)
+	}
 	// The used index lives in guest memory; a migration destination picks
 	// up where the source left it.
 	q.usedIdx = q.loadUsedIdx()
@@ -132,6 +149,8 @@ func load16(b []byte, off int) uint16 {
 	w := atomic.LoadUint32((*uint32)(unsafe.Add(p, -int(mis))))
 	return uint16(w >> (mis * 8))
 }
+
+func uintptrOf(b *byte) uintptr { return uintptr(unsafe.Pointer(b)) }
 
 func (q *Queue) availIdx() uint16   { return load16(q.avail, 2) }
 func (q *Queue) availFlags() uint16 { return load16(q.avail, 0) }
@@ -198,9 +217,8 @@ func (q *Queue) Pop(c *Chain) (bool, error) {
 	q.lastAvail++
 	c.reset(head)
 	if head >= q.cfg.Size {
-		// Nothing can be returned for a head that does not exist: the
-		// driver cannot have made it, so its ring is broken.
-		return false, fmt.Errorf("%w: available head %d out of range, queue size %d", ErrBrokenRing, head, q.cfg.Size)
+		c.Err = fmt.Errorf("%w: %d, queue size %d", ErrInvalidHead, head, q.cfg.Size)
+		return true, nil
 	}
 	c.Err = q.walk(c, head)
 	return true, nil
@@ -293,7 +311,11 @@ func (q *Queue) addBuffer(c *Chain, d descriptor) error {
 
 // Push returns chain c to the driver with written bytes of its writable
 // buffers filled, and reports whether the driver wants an interrupt for it.
+// A chain whose head is out of range (ErrInvalidHead) is not returned.
 func (q *Queue) Push(c *Chain, written uint32) (notify bool) {
+	if c.Head >= q.cfg.Size {
+		return false
+	}
 	if max := c.WritableLen(); int(written) > max {
 		written = uint32(max)
 	}
@@ -301,7 +323,12 @@ func (q *Queue) Push(c *Chain, written uint32) (notify bool) {
 	if l != nil && l.LogBuffer {
 		q.logWritten(l, c, uint64(written))
 	}
+	// Unlocked by a defer: writing the used ring or marking the log may
+	// fault (a front-end that shrank guest memory or the log), and the
+	// back-end recovers from that; a lock left held would then block
+	// every other chain being returned, and whoever waits for them.
 	q.pushMu.Lock()
+	defer q.pushMu.Unlock()
 	old := q.usedIdx
 	slot := int(old % q.cfg.Size)
 	elem := q.used[4+8*slot : 4+8*slot+8]
@@ -316,9 +343,7 @@ func (q *Queue) Push(c *Chain, written uint32) (notify bool) {
 		l.Log.Mark(l.UsedAddr+4+8*uint64(slot), 8)
 		l.Log.Mark(l.UsedAddr+2, 2)
 	}
-	notify = q.needsNotify(old, q.usedIdx)
-	q.pushMu.Unlock()
-	return notify
+	return q.needsNotify(old, q.usedIdx)
 }
 
 func (q *Queue) logWritten(l *UsedLog, c *Chain, n uint64) {
@@ -353,6 +378,7 @@ func (q *Queue) ArmNotify() (moreArrived bool) {
 	if q.cfg.EventIdx {
 		off := 4 + 8*int(q.cfg.Size)
 		q.pushMu.Lock()
+		defer q.pushMu.Unlock() // see Push
 		// avail_event shares a 32-bit word with nothing of ours only when
 		// aligned; write the u16 with a plain store, then fence with the
 		// atomic used-index store (a full barrier) before re-reading.
@@ -361,7 +387,6 @@ func (q *Queue) ArmNotify() (moreArrived bool) {
 		if l := q.log.Load(); l != nil {
 			l.Log.Mark(l.UsedAddr+uint64(off), 2)
 		}
-		q.pushMu.Unlock()
 	}
 	return q.HasAvailable()
 }

@@ -211,9 +211,42 @@ func TestBrokenRing(t *testing.T) {
 		t.Fatalf("avail index too far ahead: %v", err)
 	}
 	d = newDriver(t, Config{})
-	d.offer(qsize) // head out of range
+	d.offer(qsize - 1) // one behind the index: the ring went backwards
+	binary.LittleEndian.PutUint16(d.bytes(availAt+2, 2), 0)
+	d.q.lastAvail = 1
 	if _, err := d.q.Pop(new(Chain)); !errors.Is(err, ErrBrokenRing) {
-		t.Fatalf("head out of range: %v", err)
+		t.Fatalf("avail index moved backwards: %v", err)
+	}
+}
+
+// TestInvalidHeadSkipped: an available entry naming a descriptor that does
+// not exist is skipped, never returned as used, and the next entry is
+// served.
+func TestInvalidHeadSkipped(t *testing.T) {
+	d := newDriver(t, Config{})
+	d.setDesc(descAt, 2, bufAt, 4, descWrite, 0)
+	d.offer(qsize)
+	d.offer(0xffff)
+	d.offer(2)
+	for _, head := range []uint16{qsize, 0xffff} {
+		c := d.pop()
+		if !errors.Is(c.Err, ErrInvalidHead) {
+			t.Fatalf("head %d: Err %v, want ErrInvalidHead", head, c.Err)
+		}
+		if d.q.Push(c, 0) {
+			t.Errorf("head %d: Push asks for an interrupt", head)
+		}
+		if _, _, idx := d.used(0); idx != 0 {
+			t.Fatalf("head %d returned as used (used idx %d)", head, idx)
+		}
+	}
+	c := d.pop()
+	if c.Err != nil || c.Head != 2 {
+		t.Fatalf("the entry after them: head %d, %v", c.Head, c.Err)
+	}
+	d.q.Push(c, 4)
+	if id, n, idx := d.used(0); id != 2 || n != 4 || idx != 1 {
+		t.Fatalf("used entry %d len %d, used idx %d", id, n, idx)
 	}
 }
 
@@ -343,4 +376,27 @@ func within(mem, b []byte) bool {
 	base := &mem[0]
 	end := uintptrOf(&mem[len(mem)-1])
 	return uintptrOf(&b[0]) >= uintptrOf(base) && uintptrOf(&b[len(b)-1]) <= end
+}
+
+// TestMisalignedInHostMemory: rings at aligned guest addresses in a region
+// mapped at an odd offset of its file are misaligned in host memory, where
+// the atomics on their indices run, and are refused.
+func TestMisalignedInHostMemory(t *testing.T) {
+	for _, offset := range []uint64{1, 2, 8} {
+		fd, err := unix.MemfdCreate("guest", unix.MFD_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Ftruncate(fd, memSize+int64(offset)); err != nil {
+			t.Fatal(err)
+		}
+		mem, err := guestmem.Map([]guestmem.RegionSpec{{GuestAddr: memBase, Size: memSize, UserAddr: 0x7f0000000000, MmapOffset: offset, FD: fd}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mem.Unmap()
+		if _, err := New(Config{Size: qsize, DescAddr: descAt, AvailAddr: availAt, UsedAddr: usedAt}, mem); err == nil {
+			t.Errorf("rings accepted in a region at file offset %d", offset)
+		}
+	}
 }

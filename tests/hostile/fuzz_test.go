@@ -32,25 +32,26 @@ import (
 //   - SET_VRING_KICK/CALL/ERR: one eventfd unless the "invalid" bit is set;
 //   - SET_LOG_BASE, SET_LOG_FD, SET_BACKEND_REQ_FD: one memfd;
 //   - bit 16 of the flags word adds one more descriptor, bit 17 drops one
-//     (the back-end ignores flag bits it does not know).
+//     (the back-end ignores flag bits it does not know);
+//   - bit 18 shrinks the message's memfds to nothing once the next message
+//     is sent (or the stream ends), as a front-end may do to guest memory or
+//     the dirty log after the back-end mapped them: accesses there fault,
+//     which must break a ring or the connection, never the process.
 //
 // Every memfd starts with the fuzzer's second input (up to 64 KiB), so the
 // rings and descriptors the back-end reads are fuzzer-controlled too. After
 // each message every kick eventfd sent so far is kicked.
 //
 // A region the harness cannot size (mmap_offset+size above 1 GiB, or an
-// offset or size the harness cannot read) would be mapped past the end of
-// its memfd, and the first access there kills the process with SIGBUS: the
-// known bug TestMemRegionPastEndOfFile shows. Unless FERRYFS_FUZZ_KNOWN_BUGS=1,
-// the harness sends such a table with no descriptors, so the back-end
-// refuses it, and the fuzzer looks for other bugs.
+// offset or size the harness cannot read) gets a one-page memfd, smaller
+// than the region: the back-end must refuse it (mapping it would let the
+// first access past the end of the file raise SIGBUS).
 func FuzzVhostUserMessages(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s.stream, s.memory)
 	}
-	knownBugs := os.Getenv("FERRYFS_FUZZ_KNOWN_BUGS") == "1"
 	f.Fuzz(func(t *testing.T, stream, memory []byte) {
-		runFuzzSession(t, stream, memory, knownBugs)
+		runFuzzSession(t, stream, memory)
 	})
 }
 
@@ -95,11 +96,12 @@ const (
 	fuzzRegionMax = 1 << 30  // largest region (offset+size) the harness backs
 	flagMoreFD    = 1 << 16
 	flagFewerFD   = 1 << 17
+	flagShrink    = 1 << 18
 )
 
 // fuzzFDs makes the descriptors for one message (see the fuzz target's
 // comment). kick is the eventfd sent with SET_VRING_KICK, or -1.
-func fuzzFDs(t *testing.T, req vhostuser.Request, flags uint32, payload, memory []byte, knownBugs bool) (fds []int, kick int) {
+func fuzzFDs(t *testing.T, req vhostuser.Request, flags uint32, payload, memory []byte) (fds []int, kick int) {
 	kick = -1
 	le := binary.LittleEndian
 	memfd := func(size uint64) int {
@@ -122,21 +124,18 @@ func fuzzFDs(t *testing.T, req vhostuser.Request, flags uint32, payload, memory 
 		}
 		return fd
 	}
-	// regionNeed returns offset+size of the region at p, and whether the
-	// harness can back it.
-	regionNeed := func(p []byte) (uint64, bool) {
+	// regionNeed returns the size of the memfd backing the region at p:
+	// offset+size, or a page when the harness cannot back it.
+	regionNeed := func(p []byte) uint64 {
 		if len(p) < 32 {
-			return 4096, false
+			return 4096
 		}
 		size, off := le.Uint64(p[8:]), le.Uint64(p[24:])
 		need := size + off
-		if size == 0 {
-			return 4096, true // refused by the back-end before mapping
+		if size == 0 || need < size || need > fuzzRegionMax {
+			return 4096
 		}
-		if need < size || need > fuzzRegionMax {
-			return 4096, false
-		}
-		return need, true
+		return need
 	}
 	switch req {
 	case vhostuser.SetMemTable:
@@ -149,23 +148,14 @@ func fuzzFDs(t *testing.T, req vhostuser.Request, flags uint32, payload, memory 
 			if off := 8 + 32*i; off < len(payload) {
 				p = payload[off:]
 			}
-			need, ok := regionNeed(p)
-			if !ok && !knownBugs {
-				closeFDs(fds)
-				return nil, -1 // refused for the fd count, never mapped
-			}
-			fds = append(fds, memfd(need))
+			fds = append(fds, memfd(regionNeed(p)))
 		}
 	case vhostuser.AddMemReg:
 		var p []byte
 		if len(payload) > 8 {
 			p = payload[8:]
 		}
-		need, ok := regionNeed(p)
-		if !ok && !knownBugs {
-			return nil, -1
-		}
-		fds = append(fds, memfd(need))
+		fds = append(fds, memfd(regionNeed(p)))
 	case vhostuser.SetVringKick, vhostuser.SetVringCall, vhostuser.SetVringErr:
 		if len(payload) >= 8 && le.Uint64(payload)&0x100 != 0 {
 			break
@@ -199,7 +189,7 @@ func closeFDs(fds []int) {
 
 // runFuzzSession runs one session and returns how many chains the device
 // served.
-func runFuzzSession(t *testing.T, stream, memory []byte, knownBugs bool) int64 {
+func runFuzzSession(t *testing.T, stream, memory []byte) int64 {
 	baseFDs := countFDs(t)
 
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -239,18 +229,27 @@ func runFuzzSession(t *testing.T, stream, memory []byte, knownBugs bool) int64 {
 		}
 	}()
 
-	var kicks []int
+	var kicks, shrink []int
 	le := binary.LittleEndian
 	one := le.AppendUint64(nil, 1)
+	shrinkNow := func() {
+		for _, fd := range shrink {
+			unix.Ftruncate(fd, 0) // fails harmlessly on an eventfd
+			unix.Close(fd)
+		}
+		shrink = shrink[:0]
+	}
 	for pos := 0; pos < len(stream); {
 		msg := stream[pos:]
 		var fds []int
 		kick := -1
+		shrinkNext := false
 		if len(msg) >= vf.HeaderSize {
+			shrinkNext = le.Uint32(msg[4:])&flagShrink != 0
 			size := uint64(le.Uint32(msg[8:]))
 			end := vf.HeaderSize + int(min(size, uint64(len(msg)-vf.HeaderSize)))
 			msg = msg[:end]
-			fds, kick = fuzzFDs(t, vhostuser.Request(le.Uint32(msg)), le.Uint32(msg[4:]), msg[vf.HeaderSize:], memory, knownBugs)
+			fds, kick = fuzzFDs(t, vhostuser.Request(le.Uint32(msg)), le.Uint32(msg[4:]), msg[vf.HeaderSize:], memory)
 		}
 		pos += len(msg)
 		var oob []byte
@@ -258,8 +257,11 @@ func runFuzzSession(t *testing.T, stream, memory []byte, knownBugs bool) int64 {
 			oob = unix.UnixRights(fds...)
 		}
 		_, err := unix.SendmsgN(front, msg, oob, nil, unix.MSG_NOSIGNAL)
+		shrinkNow()
 		for _, fd := range fds {
-			if fd != kick {
+			if shrinkNext && fd != kick {
+				shrink = append(shrink, fd)
+			} else if fd != kick {
 				unix.Close(fd) // the back-end has its own copy now
 			}
 		}
@@ -273,6 +275,7 @@ func runFuzzSession(t *testing.T, stream, memory []byte, knownBugs bool) int64 {
 			unix.Write(k, one)
 		}
 	}
+	shrinkNow()
 	unix.Shutdown(front, unix.SHUT_WR)
 
 	select {
@@ -311,7 +314,7 @@ func TestFuzzHarness(t *testing.T) {
 	var total int64
 	runs := 0
 	for ; runs < 25 && total < 5; runs++ {
-		total += runFuzzSession(t, seed.stream, seed.memory, false)
+		total += runFuzzSession(t, seed.stream, seed.memory)
 	}
 	if total < 5 {
 		t.Errorf("%d runs of the seed session served %d chains, want at least 5", runs, total)
@@ -401,8 +404,26 @@ func fuzzSeeds() []fuzzSeed {
 	single := func(req vf.Request, flags uint32, payload []byte) []byte {
 		return append(vf.EncodeHeader(req, flags, uint32(len(payload))), payload...)
 	}
+	// The same session with the first memory table shrunk once the
+	// rings are being set up, and with the second one shrunk while they
+	// run.
+	shrunk := func(nth int) []byte {
+		out := append([]byte(nil), session...)
+		for pos, seen := 0, 0; pos+vf.HeaderSize <= len(out); {
+			if vf.Request(le.Uint32(out[pos:])) == vf.SetMemTable {
+				if seen == nth {
+					le.PutUint32(out[pos+4:], le.Uint32(out[pos+4:])|flagShrink)
+				}
+				seen++
+			}
+			pos += vf.HeaderSize + int(le.Uint32(out[pos+8:]))
+		}
+		return out
+	}
 	return []fuzzSeed{
 		{session, mem},
+		{shrunk(0), mem},
+		{shrunk(1), mem},
 		{session[:len(session)/2], mem},
 		{single(vf.GetFeatures, vf.FlagVersion, nil), nil},
 		{single(vf.SetFeatures, 2, vf.U64(1)), nil},

@@ -2,6 +2,7 @@ package hostile
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,10 +10,11 @@ import (
 )
 
 // TestBrokenRing breaks the request queue's available ring in ways that
-// cannot be followed: the queue stops (the log says so), the daemon stays
-// alive, the high-priority queue and a second request queue keep serving,
-// the broken queue can be stopped and restarted by the front-end, and the
-// connection closes cleanly.
+// cannot be followed: the queue stops (the log says so, and the back-end
+// signals the queue's error eventfd, SET_VRING_ERR, which QEMU reports),
+// the daemon stays alive, the high-priority queue and a second request
+// queue keep serving, the broken queue can be stopped and restarted by the
+// front-end, and the connection closes cleanly.
 func TestBrokenRing(t *testing.T) {
 	cases := []struct {
 		name      string
@@ -26,14 +28,6 @@ func TestBrokenRing(t *testing.T) {
 		}},
 		{"avail idx moves backwards", func(q *vf.Queue) {
 			q.StoreAvailIdx(q.AvailIdx() - 1)
-		}},
-		{"head index out of range", func(q *vf.Queue) {
-			q.SetAvailEntry(q.AvailIdx(), queueSize)
-			q.StoreAvailIdx(q.AvailIdx() + 1)
-		}},
-		{"head index 0xffff", func(q *vf.Queue) {
-			q.SetAvailEntry(q.AvailIdx(), 0xffff)
-			q.StoreAvailIdx(q.AvailIdx() + 1)
 		}},
 	}
 	for _, c := range cases {
@@ -50,13 +44,20 @@ func TestBrokenRing(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.waitLog(`queue broken; no longer processing it.*queue=1`)
+			if n, err := e.rq.WaitError(timeout); err != nil || n != 1 {
+				t.Errorf("error eventfd of the broken queue: %d, %v; want 1", n, err)
+			}
 			e.alive()
 			e.serves(e.hi)
 			e.serves(q2)
 
-			// The broken queue neither serves nor crashes on more kicks.
+			// The broken queue neither serves nor crashes on more kicks,
+			// nor logs its breakage again.
 			e.rq.Kick()
 			e.serves(q2)
+			if n := strings.Count(e.d.Output(), "queue broken; no longer processing it"); n != 1 {
+				t.Errorf("the broken queue was logged %d times, want once", n)
+			}
 
 			// The front-end stops it (GET_VRING_BASE), repairs the
 			// ring and starts it again where it left off.
@@ -81,6 +82,51 @@ func TestBrokenRing(t *testing.T) {
 			e.serves(e.rq)
 			e.finish()
 		})
+	}
+}
+
+// TestInvalidHeadSkipped makes entries of the available ring name
+// descriptors that do not exist, between good chains: nothing can be
+// returned for them, so they are skipped (a warning is logged) and never
+// appear in the used ring, and the chains around them are served, as
+// virtiofsd does. The queue is not stopped and its error eventfd stays
+// quiet.
+func TestInvalidHeadSkipped(t *testing.T) {
+	for _, bad := range []uint16{queueSize, 0xffff} {
+		e := start(t, config{})
+		e.serves(e.rq)
+		req := func() *vf.Submission {
+			sub, err := e.rq.Submit([][]byte{e.getattrReq()}, []int{4096}, vf.ChainOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sub
+		}
+		// A good chain, two bad entries, a good chain, in one kick.
+		first := req()
+		idx := e.rq.AvailIdx()
+		e.rq.SetAvailEntry(idx, bad)
+		e.rq.SetAvailEntry(idx+1, bad)
+		e.rq.StoreAvailIdx(idx + 2)
+		second := req()
+		for _, sub := range []*vf.Submission{first, second} {
+			out, used, err := e.rq.Complete(sub)
+			if err != nil {
+				t.Fatalf("head %d: the chain around invalid entries: %v (used entry %+v)", bad, err, used)
+			}
+			if rep, err := vf.ParseReply(out); err != nil || rep.Header.Status != 0 {
+				t.Fatalf("head %d: reply %+v, %v", bad, rep, err)
+			}
+		}
+		if e.rq.Pending() {
+			t.Fatalf("head %d: more used entries than good chains", bad)
+		}
+		e.waitLog(`available head out of range`)
+		if n, _ := e.rq.WaitError(0); n != 0 {
+			t.Errorf("head %d: error eventfd signalled %d for skipped entries", bad, n)
+		}
+		e.serves(e.rq)
+		e.finish()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // stateOpts negotiates the device state protocol feature too.
@@ -139,4 +140,93 @@ func TestDeviceStateRefusals(t *testing.T) {
 		t.Errorf("INIT after the refusals: %v", err)
 	}
 	closeAndCheck(t, d, f)
+}
+
+// TestDeviceStateCheckWhilePipeOpen: a CHECK_DEVICE_STATE sent while the
+// front-end still holds the pipe open is answered once the transfer ends;
+// meanwhile the back-end keeps answering messages (it used to wait for the
+// transfer, for ever if the pipe was never closed).
+func TestDeviceStateCheckWhilePipeOpen(t *testing.T) {
+	d, f, _ := startAndConnect(t, stateOpts)
+	reply, end, err := f.SetDeviceStateFD(StateLoad, 0)
+	if err != nil || reply != 1<<8 {
+		t.Fatalf("load: reply %#x, %v", reply, err)
+	}
+	defer end.Close()
+	if err := f.Conn.Send(CheckDeviceState, 0, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.Conn.Timeout = 3 * time.Second
+	if _, err := f.Conn.CallU64(GetFeatures); err != nil {
+		t.Fatalf("GET_FEATURES while a CHECK_DEVICE_STATE waits for the transfer: %v", err)
+	}
+	end.Close() // an empty state: the load fails
+	m, err := f.Conn.Recv()
+	if err != nil {
+		t.Fatalf("CHECK_DEVICE_STATE after the pipe was closed: %v", err)
+	}
+	if status, err := m.U64(); err != nil || m.Request != CheckDeviceState || status == 0 {
+		t.Fatalf("CHECK_DEVICE_STATE reply: request %d status %d, %v; want a failure", m.Request, status, err)
+	}
+	closeAndCheck(t, d, f)
+}
+
+// TestDeviceStateDisconnectDuringTransfer: a front-end that goes away while
+// it keeps the pipe of a transfer open does not keep the daemon waiting
+// for the transfer.
+func TestDeviceStateDisconnectDuringTransfer(t *testing.T) {
+	for _, direction := range []uint32{StateSave, StateLoad} {
+		d, f, _ := startAndConnect(t, stateOpts)
+		reply, end, err := f.SetDeviceStateFD(direction, 0)
+		if err != nil || reply != 1<<8 {
+			t.Fatalf("direction %d: reply %#x, %v", direction, reply, err)
+		}
+		if direction == StateLoad {
+			end.Write([]byte("FERRYFS")) // a state begun, never finished
+		}
+		// The save writes into the pipe until it is full (a large
+		// state); the front-end reads nothing.
+		closeAndCheck(t, d, f)
+		end.Close()
+	}
+}
+
+// TestDeviceStateCancelled: a queue started or the device reset while a
+// transfer still runs cancels the transfer (a request served meanwhile
+// would change a state being saved, or be undone by one being loaded);
+// CHECK_DEVICE_STATE reports the failure at once and the daemon serves on.
+func TestDeviceStateCancelled(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		do   func(f *Frontend) error
+	}{
+		{"SET_VRING_KICK", func(f *Frontend) error { _, err := f.StartQueue(1, 64); return err }},
+		{"RESET_DEVICE", func(f *Frontend) error { return f.Set(ResetDevice, nil, nil) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, f, _ := startAndConnect(t, stateOpts)
+			reply, end, err := f.SetDeviceStateFD(StateLoad, 0)
+			if err != nil || reply != 1<<8 {
+				t.Fatalf("load: reply %#x, %v", reply, err)
+			}
+			defer end.Close()
+			f.Conn.Timeout = 3 * time.Second
+			if err := tc.do(f); err != nil {
+				t.Fatal(err)
+			}
+			if status, err := f.Conn.CallU64(CheckDeviceState); err != nil || status == 0 {
+				t.Fatalf("CHECK_DEVICE_STATE after %s during the load: %d, %v; want a failure", tc.name, status, err)
+			}
+			q := f.Queues[1]
+			if q == nil {
+				if q, err = f.StartQueue(1, 64); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := NewFUSE(q).Init(); err != nil {
+				t.Fatalf("INIT after the cancelled load: %v", err)
+			}
+			closeAndCheck(t, d, f)
+		})
+	}
 }

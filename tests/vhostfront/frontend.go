@@ -145,7 +145,8 @@ func (f *Frontend) Setup() error {
 
 // StartQueue lays out queue index with size descriptors in guest memory
 // and starts it on the back-end as QEMU does: SET_VRING_NUM,
-// SET_VRING_BASE, SET_VRING_ADDR, SET_VRING_CALL, SET_VRING_KICK, then
+// SET_VRING_BASE, SET_VRING_ADDR, SET_VRING_CALL, SET_VRING_ERR,
+// SET_VRING_KICK, then
 // SET_VRING_ENABLE when protocol features were negotiated.
 func (f *Frontend) StartQueue(index int, size uint16) (*Queue, error) {
 	q, err := f.NewQueue(index, size)
@@ -186,6 +187,7 @@ func (f *Frontend) ConfigureQueue(q *Queue) error {
 		{SetVringBase, VringState(idx, uint32(q.AvailIdx())), nil},
 		{SetVringAddr, q.Addr().Encode(), nil},
 		{SetVringCall, U64(uint64(idx)), []int{q.CallFD}},
+		{SetVringErr, U64(uint64(idx)), []int{q.ErrFD}},
 		{SetVringKick, U64(uint64(idx)), []int{q.KickFD}},
 	}
 	if f.Acked&FeatureProtocolFeatures != 0 {

@@ -55,9 +55,9 @@ type Queue struct {
 	// EventIdx is whether VIRTIO_RING_F_EVENT_IDX was negotiated; the
 	// queue then keeps used_event pointing at the next used entry.
 	EventIdx bool
-	// KickFD and CallFD are this side's copies of the eventfds sent with
-	// SET_VRING_KICK and SET_VRING_CALL.
-	KickFD, CallFD int
+	// KickFD, CallFD and ErrFD are this side's copies of the eventfds
+	// sent with SET_VRING_KICK, SET_VRING_CALL and SET_VRING_ERR.
+	KickFD, CallFD, ErrFD int
 	// Timeout bounds Wait; zero means 10 seconds.
 	Timeout time.Duration
 
@@ -75,7 +75,7 @@ func NewQueue(mem *Memory, index int, size uint16) (*Queue, error) {
 		return nil, fmt.Errorf("vhostfront: queue size %d is not a power of 2", size)
 	}
 	n := uint64(size)
-	q := &Queue{Mem: mem, Index: index, Size: size, KickFD: -1, CallFD: -1, chains: map[uint16][]uint16{}}
+	q := &Queue{Mem: mem, Index: index, Size: size, KickFD: -1, CallFD: -1, ErrFD: -1, chains: map[uint16][]uint16{}}
 	var err error
 	if q.DescAddr, err = mem.Alloc(16*n, 4096); err != nil {
 		return nil, err
@@ -90,7 +90,11 @@ func NewQueue(mem *Memory, index int, size uint16) (*Queue, error) {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	if q.CallFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		unix.Close(q.KickFD)
+		q.Close()
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	if q.ErrFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		q.Close()
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	for i := uint16(0); i < size; i++ {
@@ -101,7 +105,7 @@ func NewQueue(mem *Memory, index int, size uint16) (*Queue, error) {
 
 // Close closes the queue's eventfds.
 func (q *Queue) Close() {
-	for _, fd := range []*int{&q.KickFD, &q.CallFD} {
+	for _, fd := range []*int{&q.KickFD, &q.CallFD, &q.ErrFD} {
 		if *fd >= 0 {
 			unix.Close(*fd)
 			*fd = -1
@@ -195,6 +199,35 @@ func (q *Queue) Kick() error {
 			return fmt.Errorf("kick queue %d: %w", q.Index, err)
 		}
 		return nil
+	}
+}
+
+// WaitError waits up to timeout for the back-end to signal the queue's
+// error eventfd (SET_VRING_ERR) and returns the count it wrote, 0 when it
+// wrote nothing in time.
+func (q *Queue) WaitError(timeout time.Duration) (uint64, error) {
+	pfd := []unix.PollFd{{Fd: int32(q.ErrFD), Events: unix.POLLIN}}
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if left < 0 {
+			left = 0
+		}
+		n, err := unix.Poll(pfd, int(left/time.Millisecond))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("poll error eventfd: %w", err)
+		}
+		if n == 0 {
+			return 0, nil
+		}
+		var b [8]byte
+		if _, err := unix.Read(q.ErrFD, b[:]); err != nil {
+			return 0, fmt.Errorf("read error eventfd: %w", err)
+		}
+		return binary.LittleEndian.Uint64(b[:]), nil
 	}
 }
 

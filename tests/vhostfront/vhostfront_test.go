@@ -36,13 +36,13 @@ func runMain(m *testing.M) int {
 
 const timeout = 15 * time.Second
 
-// startAndConnect runs a daemon on a fresh shared directory and sets up a
-// front-end on it.
-func startAndConnect(t *testing.T, opts Options) (*Daemon, *Frontend, string) {
+// startAndConnect runs a daemon (with more command-line arguments args) on
+// a fresh shared directory and sets up a front-end on it.
+func startAndConnect(t *testing.T, opts Options, args ...string) (*Daemon, *Frontend, string) {
 	t.Helper()
 	shared := t.TempDir()
 	d, err := StartDaemon(DaemonOptions{
-		Binary: daemonBin, SocketPath: filepath.Join(t.TempDir(), "vhost.sock"), SharedDir: shared,
+		Binary: daemonBin, SocketPath: filepath.Join(t.TempDir(), "vhost.sock"), SharedDir: shared, Args: args,
 	})
 	if err != nil {
 		t.Fatal(err)
