@@ -1,11 +1,11 @@
 package passthrough
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryfs/ferryfs/internal/rawsys"
@@ -53,56 +53,23 @@ func mayHangFS(fd int) string {
 // mayHangBelow names the first mount at or below dir (a path) whose calls
 // may block without bound, from the mount table in mountinfo, and returns
 // "" when there is none.
-func mayHangBelow(mountinfo, dir string) (string, error) {
-	f, err := os.Open(mountinfo)
+func mayHangBelow(mountinfoPath, dir string) (string, error) {
+	f, err := os.Open(mountinfoPath)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - type source superoptions
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for k, f := range fields {
-			if f == "-" {
-				sep = k
-				break
-			}
-		}
-		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) {
-			continue
-		}
-		point, typ := unescapeMountPath(fields[4]), fields[sep+1]
-		if point != dir && !strings.HasPrefix(point, strings.TrimSuffix(dir, "/")+"/") {
-			continue
-		}
-		if mayHangTypes[typ] || strings.HasPrefix(typ, "fuse.") {
-			return fmt.Sprintf("%s at %s", typ, point), nil
+	mounts, err := mountinfo.GetMountsFromReader(f, mountinfo.PrefixFilter(dir))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", mountinfoPath, err)
+	}
+	for _, m := range mounts {
+		if mayHangTypes[m.FSType] || strings.HasPrefix(m.FSType, "fuse.") {
+			return fmt.Sprintf("%s at %s", m.FSType, m.Mountpoint), nil
 		}
 	}
-	return "", sc.Err()
+	return "", nil
 }
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for k := 0; k < len(s); k++ {
-		if s[k] == '\\' && k+3 < len(s) && isOctal(s[k+1]) && isOctal(s[k+2]) && isOctal(s[k+3]) {
-			b.WriteByte((s[k+1]-'0')<<6 | (s[k+2]-'0')<<3 | (s[k+3] - '0'))
-			k += 3
-			continue
-		}
-		b.WriteByte(s[k])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // watchForHangingFS turns ordinary calls on at start when the shared
 // directory is on, or has below it, a file system that may hang
