@@ -131,20 +131,7 @@ func testLogShrunk(t *testing.T, args ...string) {
 	// A burst, made available at once: with workers, several chains are
 	// served at once, and each faults when it is returned.
 	heads, used := getattrChains(t, f, q, c, 16)
-	for _, h := range heads {
-		q.SetAvailEntry(q.AvailIdx(), h)
-		q.StoreAvailIdx(q.AvailIdx() + 1)
-	}
-	if err := q.Kick(); err != nil {
-		t.Fatal(err)
-	}
-	waitLog(t, d, `queue broken; no longer processing it.*queue=1.*fault`)
-	if n, err := q.WaitError(timeout); err != nil || n == 0 {
-		t.Errorf("error eventfd: %d, %v; want the queue's failure signalled", n, err)
-	}
-	if err := d.CheckNoCrash(); err != nil {
-		t.Fatal(err)
-	}
+	publishAndWaitBroken(t, d, q, heads)
 
 	// The front-end makes the log whole again and restarts the queue.
 	f.Conn.Timeout = 5 * time.Second
@@ -206,20 +193,7 @@ func testGuestMemoryShrunk(t *testing.T, args ...string) {
 		t.Fatal(err)
 	}
 	// Publish and kick touch only the rings, below the cut.
-	for _, h := range heads {
-		q.SetAvailEntry(q.AvailIdx(), h)
-		q.StoreAvailIdx(q.AvailIdx() + 1)
-	}
-	if err := q.Kick(); err != nil {
-		t.Fatal(err)
-	}
-	waitLog(t, d, `queue broken; no longer processing it.*queue=1.*fault`)
-	if n, err := q.WaitError(timeout); err != nil || n == 0 {
-		t.Errorf("error eventfd: %d, %v; want the queue's failure signalled", n, err)
-	}
-	if err := d.CheckNoCrash(); err != nil {
-		t.Fatal(err)
-	}
+	publishAndWaitBroken(t, d, q, heads)
 
 	// Whole again (the cut pages come back zeroed): the other queue
 	// serves, and the broken one after a restart.
@@ -253,6 +227,28 @@ func testGuestMemoryShrunk(t *testing.T, args ...string) {
 
 // getattrChains writes n GETATTR chains of c's into q without making them
 // available, and returns their heads and all the descriptors they took.
+// publishAndWaitBroken makes the chains heads available on queue 1 (q) at
+// once and kicks it, then waits for the daemon to break the queue on a
+// fault: logged, signalled on the queue's error eventfd, and the daemon
+// still alive.
+func publishAndWaitBroken(t *testing.T, d *Daemon, q *Queue, heads []uint16) {
+	t.Helper()
+	for _, h := range heads {
+		q.SetAvailEntry(q.AvailIdx(), h)
+		q.StoreAvailIdx(q.AvailIdx() + 1)
+	}
+	if err := q.Kick(); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, d, `queue broken; no longer processing it.*queue=1.*fault`)
+	if n, err := q.WaitError(timeout); err != nil || n == 0 {
+		t.Errorf("error eventfd: %d, %v; want the queue's failure signalled", n, err)
+	}
+	if err := d.CheckNoCrash(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func getattrChains(t *testing.T, f *Frontend, q *Queue, c *FUSE, n int) (heads, descs []uint16) {
 	t.Helper()
 	for range n {
