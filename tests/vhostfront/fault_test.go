@@ -68,16 +68,7 @@ func TestLogBasePastEndOfFile(t *testing.T) {
 		t.Fatal("SET_LOG_BASE of a log larger than its file was accepted")
 	}
 	// Refused by closing the connection.
-	if err := f.Conn.WaitClosed(timeout); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Wait(timeout); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.CheckNoCrash(); err != nil {
-		t.Fatal(err)
-	}
-	waitLog(t, d, `dirty log.*past the end of its file`)
+	waitConnectionEnded(t, d, f, `dirty log.*past the end of its file`)
 }
 
 // TestLogShrunk: the front-end shrinks the dirty log's file after
@@ -227,6 +218,22 @@ func testGuestMemoryShrunk(t *testing.T, args ...string) {
 
 // getattrChains writes n GETATTR chains of c's into q without making them
 // available, and returns their heads and all the descriptors they took.
+// waitConnectionEnded waits for the daemon to end the connection and exit
+// without a crash, having logged a line that matches re.
+func waitConnectionEnded(t *testing.T, d *Daemon, f *Frontend, re string) {
+	t.Helper()
+	if err := f.Conn.WaitClosed(timeout); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Wait(timeout); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CheckNoCrash(); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, d, re)
+}
+
 // publishAndWaitBroken makes the chains heads available on queue 1 (q) at
 // once and kicks it, then waits for the daemon to break the queue on a
 // fault: logged, signalled on the queue's error eventfd, and the daemon
@@ -293,14 +300,5 @@ func TestGuestMemoryShrunkBeforeStart(t *testing.T) {
 	if err := f.ConfigureQueue(q); err == nil {
 		t.Fatal("a queue in guest memory cut to nothing was started")
 	}
-	if err := f.Conn.WaitClosed(timeout); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Wait(timeout); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.CheckNoCrash(); err != nil {
-		t.Fatal(err)
-	}
-	waitLog(t, d, `SET_VRING_KICK: memory fault`)
+	waitConnectionEnded(t, d, f, `SET_VRING_KICK: memory fault`)
 }
